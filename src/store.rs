@@ -1,0 +1,234 @@
+//! The run table: the narrow interface the service needs, and its DynamoDB
+//! adapter. The attribute names here are the documented table contract
+//! (`docs/run-table.md`); schedulers write the same items.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use serde::Deserialize;
+
+use crate::model::{RunKey, RunStatus};
+use crate::upstream::UpstreamError;
+
+/// Attribute names of the run table contract.
+pub mod attr {
+    pub const WORKFLOW_ARN: &str = "WorkflowArn";
+    pub const RUN_ID: &str = "RunId";
+    pub const STATUS: &str = "Status";
+    pub const WORKERS: &str = "Workers";
+    pub const HISTORY: &str = "History";
+    pub const STOP_REQUESTED_AT: &str = "StopRequestedAt";
+    pub const STOP_REQUESTED_BY: &str = "StopRequestedBy";
+    pub const MODIFIED_AT: &str = "ModifiedAt";
+}
+
+/// A run as the service reads it from the table. Unknown attributes are
+/// ignored so schedulers may store more than this contract names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunRecord {
+    pub workflow_arn: String,
+    pub run_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub workflow_version: Option<String>,
+    #[serde(default)]
+    pub run_type: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub started_on: Option<String>,
+    #[serde(default)]
+    pub modified_at: Option<String>,
+    #[serde(default)]
+    pub completed_on: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub task_instances: Option<Vec<String>>,
+    #[serde(default)]
+    pub override_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Active worker tasks: task ARN → cluster.
+    #[serde(default)]
+    pub workers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub stop_requested_at: Option<String>,
+    #[serde(default)]
+    pub stop_requested_by: Option<String>,
+}
+
+impl RunRecord {
+    /// The stored status, if it is one of the model's eight.
+    pub fn run_status(&self) -> Option<RunStatus> {
+        self.status.parse().ok()
+    }
+}
+
+/// Everything the stop transition writes, decided by the caller (so the
+/// adapter holds no clock and no policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub at: String,
+    pub by: String,
+    pub request_id: String,
+    pub source_ip: Option<String>,
+}
+
+/// The outcome of the one conditional write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopWrite {
+    /// This write moved the run to `STOPPING`; the run as written (`ALL_NEW`).
+    Transitioned(RunRecord),
+    /// The condition failed on an existing run; the run as found (`ALL_OLD`).
+    NotStoppable(RunRecord),
+    /// No run with that key.
+    NotFound,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// An item that does not follow the table contract.
+    #[error("run {key} does not follow the table contract: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+/// What the API needs from the run table.
+pub trait RunStore: Send + Sync {
+    /// One conditional `UpdateItem`: active → `STOPPING`. No read before it.
+    fn request_stop(
+        &self,
+        key: &RunKey,
+        stop: &StopRequest,
+    ) -> impl Future<Output = Result<StopWrite, StoreError>> + Send;
+    /// A strongly consistent read of one run.
+    fn get_run(&self, key: &RunKey) -> impl Future<Output = Result<Option<RunRecord>, StoreError>> + Send;
+}
+
+/// The run table in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoRunStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// The condition and update of the stop transition. Public so tests (and the
+/// finalizer's child policy) use exactly the same expression.
+pub const STOP_UPDATE_EXPRESSION: &str = "SET #status = :stopping, #stop_at = :now, #stop_by = :by, #modified = :now, \
+     #history = list_append(if_not_exists(#history, :empty), :event)";
+pub const STOP_CONDITION_EXPRESSION: &str = "#status IN (:starting, :queued, :running)";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+/// The `StopRequested` history event: who, when, through which request.
+pub fn stop_requested_event(stop: &StopRequest) -> AttributeValue {
+    let mut event = HashMap::from([
+        ("Event".to_owned(), s("StopRequested")),
+        ("At".to_owned(), s(&stop.at)),
+        ("By".to_owned(), s(&stop.by)),
+        ("RequestId".to_owned(), s(&stop.request_id)),
+        ("Operation".to_owned(), s("StopWorkflowRun")),
+    ]);
+    if let Some(ip) = &stop.source_ip {
+        event.insert("SourceIp".to_owned(), s(ip));
+    }
+    AttributeValue::M(event)
+}
+
+fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (attr::WORKFLOW_ARN.to_owned(), s(key.workflow_arn.as_str())),
+        (attr::RUN_ID.to_owned(), s(&key.run_id)),
+    ])
+}
+
+fn parse(key: &RunKey, item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() })
+}
+
+impl DynamoRunStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoRunStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl RunStore for DynamoRunStore {
+    async fn request_stop(&self, key: &RunKey, stop: &StopRequest) -> Result<StopWrite, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)))
+            .update_expression(STOP_UPDATE_EXPRESSION)
+            .condition_expression(STOP_CONDITION_EXPRESSION)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#stop_at", attr::STOP_REQUESTED_AT)
+            .expression_attribute_names("#stop_by", attr::STOP_REQUESTED_BY)
+            .expression_attribute_names("#modified", attr::MODIFIED_AT)
+            .expression_attribute_names("#history", attr::HISTORY)
+            .expression_attribute_values(":stopping", s(RunStatus::Stopping.as_str()))
+            .expression_attribute_values(":starting", s(RunStatus::Starting.as_str()))
+            .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
+            .expression_attribute_values(":now", s(&stop.at))
+            .expression_attribute_values(":by", s(&stop.by))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":event", AttributeValue::L(vec![stop_requested_event(stop)]))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| StoreError::Corrupt {
+                    key: key.to_string(),
+                    detail: "UpdateItem with ALL_NEW returned no attributes".into(),
+                })?;
+                Ok(StopWrite::Transitioned(parse(key, item)?))
+            }
+            Err(err) => {
+                if let Some(UpdateItemError::ConditionalCheckFailedException(ccf)) = err.as_service_error() {
+                    return match ccf.item.clone() {
+                        Some(item) if !item.is_empty() => Ok(StopWrite::NotStoppable(parse(key, item)?)),
+                        _ => Ok(StopWrite::NotFound),
+                    };
+                }
+                Err(UpstreamError::from_sdk("dynamodb", "UpdateItem", &err).into())
+            }
+        }
+    }
+
+    async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| UpstreamError::from_sdk("dynamodb", "GetItem", &err))?;
+        match out.item {
+            Some(item) if !item.is_empty() => Ok(Some(parse(key, item)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl From<StoreError> for crate::error::ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Upstream(u) => u.into(),
+            StoreError::Corrupt { .. } => crate::error::ApiError::internal(),
+        }
+    }
+}
