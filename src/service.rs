@@ -79,6 +79,10 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
         &self.store
     }
 
+    pub fn workers(&self) -> &W {
+        &self.workers
+    }
+
     /// Stop a run: one conditional write, then (only for the request that made
     /// the transition) one bounded, concurrent wave of `StopTask`.
     ///

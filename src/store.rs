@@ -50,8 +50,8 @@ pub struct RunRecord {
     pub task_instances: Option<Vec<String>>,
     #[serde(default)]
     pub override_parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Active worker tasks: task ARN → cluster.
-    #[serde(default)]
+    /// Active worker tasks: task ARN → cluster (read by [`parse`], leniently).
+    #[serde(skip)]
     pub workers: BTreeMap<String, String>,
     #[serde(default)]
     pub stop_requested_at: Option<String>,
@@ -147,8 +147,30 @@ fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
     ])
 }
 
-fn parse(key: &RunKey, item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() })
+/// Parse an item. `Workers` is read leniently: it is written by schedulers,
+/// and one bad entry must not make a run unstoppable (a bad entry is logged
+/// and left to the finalizer's `startedBy` sweep).
+fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
+    let workers = item.remove(attr::WORKERS);
+    let mut run: RunRecord = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() })?;
+    match workers {
+        None => {}
+        Some(AttributeValue::M(entries)) => {
+            for (task, cluster) in entries {
+                match cluster {
+                    AttributeValue::S(cluster) => {
+                        run.workers.insert(task, cluster);
+                    }
+                    other => {
+                        tracing::error!(run = %key, task, value = ?other, "worker entry is not a cluster name; skipped")
+                    }
+                }
+            }
+        }
+        Some(other) => tracing::error!(run = %key, value = ?other, "Workers is not a map; no worker read from it"),
+    }
+    Ok(run)
 }
 
 impl DynamoRunStore {

@@ -3,6 +3,8 @@
 
 use std::future::Future;
 
+use aws_sdk_ecs::operation::stop_task::StopTaskError;
+
 use crate::upstream::UpstreamError;
 
 /// What one `StopTask` achieved.
@@ -41,41 +43,36 @@ impl EcsWorkers {
 /// hour), and `ClusterNotFoundException` when the cluster is gone. Both mean
 /// nothing is running. (moto answers an unknown task with a bare HTTP 500; that
 /// stays a failure, which the finalizer re-checks with `DescribeTasks`.)
-fn is_gone(code: Option<&str>, message: Option<&str>) -> bool {
-    match code {
-        Some("ClusterNotFoundException") => true,
-        Some("InvalidParameterException") => message.is_some_and(|m| m.to_ascii_lowercase().contains("not found")),
+fn is_gone(err: &StopTaskError) -> bool {
+    match err {
+        StopTaskError::ClusterNotFoundException(_) => true,
+        StopTaskError::InvalidParameterException(e) => is_not_found_message(e.message()),
         _ => false,
     }
 }
 
+fn is_not_found_message(message: Option<&str>) -> bool {
+    message.is_some_and(|m| m.to_ascii_lowercase().contains("not found"))
+}
+
 impl WorkerControl for EcsWorkers {
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
-        use aws_sdk_ecs::error::ProvideErrorMetadata;
         match self.client.stop_task().cluster(cluster).task(task).reason(reason).send().await {
             Ok(out) => Ok(TaskStop::Accepted { last_status: out.task.and_then(|t| t.last_status) }),
-            Err(err) => {
-                if let Some(se) = err.as_service_error() {
-                    if is_gone(se.code(), se.message()) {
-                        return Ok(TaskStop::Gone);
-                    }
-                }
-                Err(UpstreamError::from_sdk("ecs", "StopTask", &err))
-            }
+            Err(err) if err.as_service_error().is_some_and(is_gone) => Ok(TaskStop::Gone),
+            Err(err) => Err(UpstreamError::from_sdk("ecs", "StopTask", &err)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_gone;
+    use super::is_not_found_message;
 
     #[test]
-    fn gone_is_only_not_found() {
-        assert!(is_gone(Some("InvalidParameterException"), Some("The referenced task was not found.")));
-        assert!(is_gone(Some("ClusterNotFoundException"), Some("Cluster not found.")));
-        assert!(!is_gone(Some("InvalidParameterException"), Some("reason too long")));
-        assert!(!is_gone(Some("ServerException"), None));
-        assert!(!is_gone(None, None));
+    fn only_not_found_means_gone() {
+        assert!(is_not_found_message(Some("The referenced task was not found.")));
+        assert!(!is_not_found_message(Some("reason too long")));
+        assert!(!is_not_found_message(None));
     }
 }

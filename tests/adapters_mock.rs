@@ -1,0 +1,223 @@
+//! The exact requests the DynamoDB and ECS adapters send, and how they read
+//! every answer, with `aws-smithy-mocks` (no network).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ProvisionedThroughputExceededException};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_ecs::operation::stop_task::{StopTaskError, StopTaskOutput};
+use aws_sdk_ecs::types::error::{ClusterNotFoundException, InvalidParameterException, ServerException};
+use aws_smithy_mocks::{mock, mock_client};
+use mwaa_stop::model::{RunKey, WorkflowArn};
+use mwaa_stop::store::{DynamoRunStore, RunStore, StopRequest, StopWrite, StoreError};
+use mwaa_stop::upstream::UpstreamKind;
+use mwaa_stop::workers::{EcsWorkers, TaskStop, WorkerControl};
+
+const ARN: &str = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/etl-abcDEF1234";
+const TASK: &str = "arn:aws:ecs:us-east-1:999999999999:task/workers/0123456789abcdef";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn key() -> RunKey {
+    RunKey { workflow_arn: WorkflowArn::parse(ARN).unwrap(), run_id: "run-1".into() }
+}
+
+fn stop() -> StopRequest {
+    StopRequest {
+        at: "2026-11-21T10:00:00.000Z".into(),
+        by: "arn:aws:iam::123456789012:user/alice".into(),
+        request_id: "req-1".into(),
+        source_ip: Some("203.0.113.7".into()),
+    }
+}
+
+fn item(status: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("WorkflowArn".into(), s(ARN)),
+        ("RunId".into(), s("run-1")),
+        ("Status".into(), s(status)),
+        ("WorkflowVersion".into(), s("v3")),
+        ("Workers".into(), AttributeValue::M(HashMap::from([(TASK.into(), s("workers"))]))),
+        ("SomethingASchedulerAdded".into(), AttributeValue::N("7".into())),
+    ])
+}
+
+fn no_retries(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+    c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+}
+
+#[tokio::test]
+async fn stop_is_one_conditional_update_returning_the_new_item() {
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let event = values[":event"].as_l().unwrap()[0].as_m().unwrap();
+            r.table_name() == Some("Runs")
+                && r.key().unwrap() == &HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("run-1"))])
+                && r.condition_expression() == Some("#status IN (:starting, :queued, :running)")
+                && r.update_expression()
+                    == Some(
+                        "SET #status = :stopping, #stop_at = :now, #stop_by = :by, #modified = :now, \
+                         #history = list_append(if_not_exists(#history, :empty), :event)",
+                    )
+                && names["#status"] == "Status"
+                && names["#stop_at"] == "StopRequestedAt"
+                && names["#stop_by"] == "StopRequestedBy"
+                && names["#modified"] == "ModifiedAt"
+                && names["#history"] == "History"
+                && values[":stopping"] == s("STOPPING")
+                && values[":starting"] == s("STARTING")
+                && values[":queued"] == s("QUEUED")
+                && values[":running"] == s("RUNNING")
+                && values[":now"] == s("2026-11-21T10:00:00.000Z")
+                && values[":by"] == s("arn:aws:iam::123456789012:user/alice")
+                && event["Event"] == s("StopRequested")
+                && event["By"] == s("arn:aws:iam::123456789012:user/alice")
+                && event["At"] == s("2026-11-21T10:00:00.000Z")
+                && event["RequestId"] == s("req-1")
+                && event["SourceIp"] == s("203.0.113.7")
+                && r.return_values() == Some(&ReturnValue::AllNew)
+                && r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+        })
+        .then_output(|| UpdateItemOutput::builder().set_attributes(Some(item("STOPPING"))).build());
+    let client = mock_client!(aws_sdk_dynamodb, [&rule]);
+    let store = DynamoRunStore::new(client, "Runs");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else {
+        panic!("expected a transition")
+    };
+    assert_eq!(rule.num_calls(), 1, "the request matched every expectation, once");
+    assert_eq!(run.status, "STOPPING");
+    assert_eq!(run.workers.get(TASK).map(String::as_str), Some("workers"));
+    assert_eq!(run.workflow_version.as_deref(), Some("v3"));
+}
+
+#[tokio::test]
+async fn failed_condition_tells_not_found_from_not_active_without_a_read() {
+    let finished = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().set_item(Some(item("SUCCESS"))).build(),
+        )
+    });
+    let missing = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&finished, &missing, &get]), "Runs");
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::NotStoppable(run) => assert_eq!(run.status, "SUCCESS"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.request_stop(&key(), &stop()).await.unwrap(), StopWrite::NotFound);
+    assert_eq!(get.num_calls(), 0, "no GetItem before or after the write");
+}
+
+#[tokio::test]
+async fn throttling_after_retries_is_classified() {
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                // what the SDK's deserializer records for every service error
+                .meta(
+                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .message("slow down")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::Sequential, [&rule], no_retries);
+    let store = DynamoRunStore::new(client, "Runs");
+    match store.request_stop(&key(), &stop()).await {
+        Err(StoreError::Upstream(u)) => assert_eq!(u.kind, UpstreamKind::Throttled),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_worker_entry_does_not_block_the_stop_but_a_broken_item_is_corrupt() {
+    let bad_workers = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert(
+            "Workers".into(),
+            AttributeValue::M(HashMap::from([
+                (TASK.into(), s("workers")),
+                ("arn:aws:ecs:us-east-1:999999999999:task/workers/bad".into(), AttributeValue::N("1".into())),
+            ])),
+        );
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let not_a_map = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("Workers".into(), s("not a map"));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let broken = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("WorkflowVersion".into(), AttributeValue::Bool(true));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&bad_workers, &not_a_map, &broken]), "Runs");
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => assert_eq!(run.workers.keys().collect::<Vec<_>>(), vec![TASK]),
+        other => panic!("{other:?}"),
+    }
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => assert!(run.workers.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(store.request_stop(&key(), &stop()).await, Err(StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn get_run_is_a_consistent_read_of_the_key() {
+    let rule = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| {
+            r.table_name() == Some("Runs")
+                && r.consistent_read() == Some(true)
+                && r.key().unwrap() == &HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("run-1"))])
+        })
+        .then_output(|| GetItemOutput::builder().set_item(Some(item("RUNNING"))).build());
+    let missing = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &missing]), "Runs");
+    assert_eq!(store.get_run(&key()).await.unwrap().unwrap().status, "RUNNING");
+    assert_eq!(store.get_run(&key()).await.unwrap(), None);
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn stop_task_sends_cluster_task_and_reason() {
+    let rule = mock!(aws_sdk_ecs::Client::stop_task)
+        .match_requests(|r| r.cluster() == Some("workers") && r.task() == Some(TASK) && r.reason() == Some("why"))
+        .then_output(|| {
+            StopTaskOutput::builder().task(aws_sdk_ecs::types::Task::builder().last_status("RUNNING").build()).build()
+        });
+    let gone = mock!(aws_sdk_ecs::Client::stop_task).then_error(|| {
+        StopTaskError::InvalidParameterException(
+            InvalidParameterException::builder().message("The referenced task was not found.").build(),
+        )
+    });
+    let no_cluster = mock!(aws_sdk_ecs::Client::stop_task)
+        .then_error(|| StopTaskError::ClusterNotFoundException(ClusterNotFoundException::builder().build()));
+    let broken = mock!(aws_sdk_ecs::Client::stop_task)
+        .then_error(|| StopTaskError::ServerException(ServerException::builder().message("boom").build()));
+    let client =
+        mock_client!(aws_sdk_ecs, aws_smithy_mocks::RuleMode::Sequential, [&rule, &gone, &no_cluster, &broken], |c| c
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()));
+    let ecs = EcsWorkers::new(client);
+    assert_eq!(
+        ecs.stop_task("workers", TASK, "why").await.unwrap(),
+        TaskStop::Accepted { last_status: Some("RUNNING".into()) }
+    );
+    assert_eq!(ecs.stop_task("workers", TASK, "why").await.unwrap(), TaskStop::Gone);
+    assert_eq!(ecs.stop_task("workers", TASK, "why").await.unwrap(), TaskStop::Gone);
+    let err = ecs.stop_task("workers", TASK, "why").await.unwrap_err();
+    assert_eq!(err.kind, UpstreamKind::Fault);
+    assert_eq!(rule.num_calls(), 1);
+}

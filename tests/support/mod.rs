@@ -1,0 +1,430 @@
+//! Test harness shared by the integration tests: a real moto server on a free
+//! loopback port (DynamoDB, DynamoDB Streams, ECS over their wire protocols),
+//! SDK clients pointed at it, run-table fixtures, and API Gateway HTTP API
+//! (payload 2.0) events.
+//!
+//! moto comes from the project's virtualenv (`make venv`, which `make test`
+//! runs first). If it is missing the tests fail with that instruction: an
+//! integration test that silently skips proves nothing.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
+use base64::Engine;
+use mwaa_stop::api::{Api, ApiSettings, AuthMode};
+use mwaa_stop::service::{FanOutLimits, Service};
+use mwaa_stop::store::DynamoRunStore;
+use mwaa_stop::workers::EcsWorkers;
+use serde_json::{json, Value};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const OTHER_ACCOUNT: &str = "210987654321";
+pub const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+pub const MALLORY: &str = "arn:aws:iam::210987654321:user/mallory";
+pub const REGION: &str = "us-east-1";
+
+pub fn workflow_arn(name: &str) -> String {
+    format!("arn:aws:airflow-serverless:{REGION}:{ACCOUNT}:workflow/{name}-abcDEF1234")
+}
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's virtualenv (override with `MWAA_STOP_VENV`).
+pub fn venv() -> PathBuf {
+    std::env::var_os("MWAA_STOP_VENV").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".venv"))
+}
+
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` (or `make test`, which does) to install the local AWS stand-ins",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+}
+
+pub fn log_dir() -> PathBuf {
+    let dir = project_dir().join("target").join("test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process killed (and reaped) when the test ends, pass or fail.
+pub struct Guard {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Guard {
+    pub fn spawn(mut cmd: Command, log_name: &str) -> Guard {
+        let log = log_dir().join(log_name);
+        let out = File::create(&log).unwrap();
+        cmd.stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out)).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Guard { child, log }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `url` until it answers with `want`, or panic with the log's tail.
+pub async fn wait_for(url: &str, want: u16, within: Duration, guard: &mut Guard) {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            panic!("process exited with {status} before {url} answered:\n{}", guard.log_tail());
+        }
+        if let Ok(resp) = http.get(url).send().await {
+            if resp.status().as_u16() == want {
+                return;
+            }
+        }
+        if start.elapsed() > within {
+            panic!("{url} did not answer {want} within {within:?}:\n{}", guard.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// moto's server, serialized per request (see `tools/moto_serial.py`).
+pub struct Moto {
+    pub guard: Guard,
+    pub url: String,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(project_dir().join("tools/moto_serial.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut guard = Guard::spawn(cmd, &format!("moto-{port}.log"));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{url}/moto-api/"), 200, Duration::from_secs(60), &mut guard).await;
+        let moto = Moto { guard, url };
+        moto.hold_tasks_running().await;
+        moto
+    }
+
+    /// By default moto advances an ECS task one lifecycle state each time it
+    /// is described, so a worker would "stop" by being looked at. Real tasks
+    /// run until stopped: make moto do the same.
+    pub async fn hold_tasks_running(&self) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/moto-api/state-manager/set-transition", self.url))
+            .json(&json!({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "set-transition: {}", resp.status());
+    }
+
+    pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config_for(&self.url).await
+    }
+}
+
+pub async fn sdk_config_for(url: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// moto plus the run table, a worker cluster and a worker task definition.
+pub struct World {
+    pub moto: Moto,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub table: String,
+    pub cluster: String,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let moto = Moto::start().await;
+        let conf = moto.sdk_config().await;
+        let world = World {
+            ddb: aws_sdk_dynamodb::Client::new(&conf),
+            ecs: aws_sdk_ecs::Client::new(&conf),
+            streams: aws_sdk_dynamodbstreams::Client::new(&conf),
+            moto,
+            table: "WorkflowRuns".into(),
+            cluster: "workers".into(),
+        };
+        create_run_table(&world.ddb, &world.table).await;
+        world.ecs.create_cluster().cluster_name(&world.cluster).send().await.unwrap();
+        world
+            .ecs
+            .register_task_definition()
+            .family("worker")
+            .container_definitions(
+                // moto needs `memory` on every container definition.
+                ContainerDefinition::builder().name("worker").image("airflow-worker:latest").memory(512).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        world
+    }
+
+    /// Start `n` real ECS tasks (Fargate needs no container instance in moto
+    /// when the task definition does not use awsvpc networking).
+    pub async fn start_workers(&self, n: usize) -> Vec<String> {
+        let mut arns = Vec::new();
+        while arns.len() < n {
+            let count = (n - arns.len()).min(10) as i32;
+            let out = self
+                .ecs
+                .run_task()
+                .cluster(&self.cluster)
+                .task_definition("worker")
+                .launch_type(LaunchType::Fargate)
+                .count(count)
+                .started_by("mwaa-scheduler")
+                .send()
+                .await
+                .unwrap();
+            arns.extend(out.tasks().iter().map(|t| t.task_arn().unwrap().to_owned()));
+        }
+        arns
+    }
+
+    /// `lastStatus` of each task, in the order given.
+    pub async fn task_statuses(&self, arns: &[String]) -> Vec<String> {
+        let mut by_arn = HashMap::new();
+        for chunk in arns.chunks(100) {
+            let out =
+                self.ecs.describe_tasks().cluster(&self.cluster).set_tasks(Some(chunk.to_vec())).send().await.unwrap();
+            for t in out.tasks() {
+                by_arn.insert(t.task_arn().unwrap().to_owned(), t.last_status().unwrap_or("?").to_owned());
+            }
+        }
+        arns.iter().map(|a| by_arn.get(a).cloned().unwrap_or_else(|| "MISSING".into())).collect()
+    }
+
+    /// Write a run item the way a scheduler would.
+    pub async fn put_run(&self, arn: &str, run_id: &str, status: &str, workers: &[String]) {
+        let mut item = HashMap::from([
+            ("WorkflowArn".to_owned(), s(arn)),
+            ("RunId".to_owned(), s(run_id)),
+            ("Status".to_owned(), s(status)),
+            ("WorkflowVersion".to_owned(), s("v3")),
+            ("RunType".to_owned(), s("ON_DEMAND")),
+            ("CreatedAt".to_owned(), s("2026-11-20T10:00:00.000Z")),
+            ("StartedOn".to_owned(), s("2026-11-20T10:00:05.000Z")),
+            ("ModifiedAt".to_owned(), s("2026-11-20T10:00:05.000Z")),
+            (
+                "History".to_owned(),
+                AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+                    ("Event".to_owned(), s("Started")),
+                    ("At".to_owned(), s("2026-11-20T10:00:05.000Z")),
+                ]))]),
+            ),
+        ]);
+        if !workers.is_empty() {
+            item.insert(
+                "Workers".to_owned(),
+                AttributeValue::M(workers.iter().map(|w| (w.clone(), s(&self.cluster))).collect()),
+            );
+        }
+        self.ddb.put_item().table_name(&self.table).set_item(Some(item)).send().await.unwrap();
+    }
+
+    pub async fn get_item(&self, arn: &str, run_id: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("WorkflowArn", s(arn))
+            .key("RunId", s(run_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    /// Every item in the table, for "nothing changed" checks.
+    pub async fn scan(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let mut items = self.ddb.scan().table_name(&self.table).send().await.unwrap().items.unwrap_or_default();
+        items.sort_by_key(|i| format!("{:?}{:?}", i.get("WorkflowArn"), i.get("RunId")));
+        items
+    }
+
+    /// `(old Status, new Status)` of every MODIFY record in the table's stream.
+    pub async fn status_changes(&self) -> Vec<(String, String)> {
+        let desc = self.ddb.describe_table().table_name(&self.table).send().await.unwrap();
+        let stream_arn = desc.table().unwrap().latest_stream_arn().unwrap().to_owned();
+        let stream = self.streams.describe_stream().stream_arn(&stream_arn).send().await.unwrap();
+        let mut changes = Vec::new();
+        for shard in stream.stream_description().unwrap().shards() {
+            let mut iterator = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&stream_arn)
+                .shard_id(shard.shard_id().unwrap())
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator;
+            while let Some(it) = iterator.take() {
+                let out = self.streams.get_records().shard_iterator(it).send().await.unwrap();
+                if out.records().is_empty() {
+                    break;
+                }
+                for r in out.records() {
+                    let Some(data) = r.dynamodb() else { continue };
+                    let status = |img: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                        img.and_then(|m| m.get("Status")).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+                    };
+                    if r.event_name().map(|e| e.as_str()) == Some("MODIFY") {
+                        changes.push((status(data.old_image.as_ref()), status(data.new_image.as_ref())));
+                    }
+                }
+                iterator = out.next_shard_iterator;
+            }
+        }
+        changes
+    }
+
+    /// The API handler in process, with real SDK clients talking to moto.
+    pub async fn api(&self, auth: AuthMode) -> Api<DynamoRunStore, EcsWorkers> {
+        let conf = self.moto.sdk_config().await;
+        let store = DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), &self.table);
+        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&conf));
+        let limits = FanOutLimits { concurrency: 8, budget: Duration::from_secs(20) };
+        Api::new(
+            Service::new(store, workers, limits),
+            ApiSettings { auth, deadline_margin: Duration::from_millis(200) },
+        )
+    }
+}
+
+pub fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+pub async fn create_run_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr_def("WorkflowArn"))
+        .attribute_definitions(attr_def("RunId"))
+        .key_schema(key("WorkflowArn", KeyType::Hash))
+        .key_schema(key("RunId", KeyType::Range))
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn attr_def(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+}
+
+fn key(name: &str, kt: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(kt).build().unwrap()
+}
+
+/// Who sends an event.
+#[derive(Clone, Copy)]
+pub enum As {
+    /// SigV4-signed by this principal in this account (IAM authorizer context).
+    Iam(&'static str, &'static str),
+    /// No authorizer context (a local, unauthenticated call).
+    Nobody,
+}
+
+/// An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it.
+pub fn http_event(target: Option<&str>, body: &[u8], who: As) -> Value {
+    let mut headers = json!({"content-type": "application/x-amz-json-1.0", "host": "api.example"});
+    if let Some(t) = target {
+        headers["x-amz-target"] = json!(t);
+    }
+    let (body, b64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let mut ctx = json!({
+        "accountId": ACCOUNT, "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "abc123",
+        "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "tests"},
+        "requestId": "req-1", "routeKey": "POST /", "stage": "$default", "time": "21/Nov/2026:10:00:00 +0000",
+        "timeEpoch": 1_795_000_000_000_i64
+    });
+    if let As::Iam(account, user) = who {
+        ctx["authorizer"] = json!({"iam": {
+            "accessKey": "AKIAEXAMPLE", "accountId": account, "callerId": "AIDAEXAMPLE",
+            "principalOrgId": null, "userArn": user, "userId": "AIDAEXAMPLE"
+        }});
+    }
+    json!({
+        "version": "2.0", "routeKey": "POST /", "rawPath": "/", "rawQueryString": "",
+        "headers": headers, "requestContext": ctx, "body": body, "isBase64Encoded": b64
+    })
+}
+
+pub fn request(event: &Value) -> lambda_http::Request {
+    lambda_http::request::from_str(&event.to_string()).expect("a valid HTTP API event")
+}
+
+pub fn stop_body(arn: &str, run_id: &str) -> Vec<u8> {
+    json!({"WorkflowArn": arn, "RunId": run_id}).to_string().into_bytes()
+}
+
+pub const STOP: &str = "AmazonMWAAServerless.StopWorkflowRun";
+pub const GET: &str = "AmazonMWAAServerless.GetWorkflowRun";
+
+/// A response split into what the tests look at.
+pub struct Reply {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub json: Value,
+}
+
+pub async fn call(api: &Api<DynamoRunStore, EcsWorkers>, event: &Value) -> Reply {
+    let resp = api.handle(request(event)).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let json: Value = serde_json::from_slice(resp.body().as_ref()).expect("every response body is JSON");
+    Reply { status, headers, json }
+}
