@@ -222,6 +222,11 @@ async fn access_is_checked_before_the_table_is_touched() {
 
 /// The handler end to end over a fake, with a Lambda context (deadline).
 async fn handle(store: FakeStore, deadline_in: Duration) -> (u16, Value) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    handle_with_deadline(store, now_ms + deadline_in.as_millis() as u64).await
+}
+
+async fn handle_with_deadline(store: FakeStore, deadline_ms: u64) -> (u16, Value) {
     let api = Api::new(
         Service::new(store, FakeEcs::default(), FanOutLimits::default()),
         ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
@@ -229,8 +234,7 @@ async fn handle(store: FakeStore, deadline_in: Duration) -> (u16, Value) {
     let arn = workflow_arn("etl");
     let mut ctx = lambda_http::lambda_runtime::Context::default();
     ctx.request_id = "lambda-req-7".into();
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    ctx.deadline = now_ms + deadline_in.as_millis() as u64;
+    ctx.deadline = deadline_ms;
     let req =
         request(&http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).with_lambda_context(ctx);
     let resp = api.handle(req).await;
@@ -269,4 +273,13 @@ async fn a_panic_is_an_internal_server_exception_not_a_dead_invocation() {
     let (status, body) = handle(FakeStore::new(Mode::Panic), Duration::from_secs(30)).await;
     assert_eq!((status, body["__type"].as_str().unwrap()), (500, "InternalServerException"));
     assert!(!body.to_string().contains("injected"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_that_is_not_in_the_future_is_ignored_not_fatal() {
+    // `cargo lambda watch` sends the timeout (600000) where Lambda sends an epoch time.
+    let store = FakeStore::new(Mode::Real);
+    store.put(&workflow_arn("etl"), "run-1", RunStatus::Running, 0);
+    let (status, body) = handle_with_deadline(store, 600_000).await;
+    assert_eq!((status, body["Status"].as_str().unwrap()), (200, "STOPPING"), "{body}");
 }
