@@ -7,7 +7,7 @@
 //! with the model's shapes.
 
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::FutureExt;
 use lambda_http::request::RequestContext;
@@ -302,20 +302,8 @@ fn request_id_of(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// The Lambda deadline as a tokio instant, less the margin. A deadline that
-/// is not in the future is no deadline: real Lambda never sends one, but
-/// emulators do (`cargo lambda watch` sends the timeout, not an epoch time),
-/// and treating it as "already late" would refuse every request. The SDK's
-/// operation timeout and the fan-out budget still bound the work then.
 fn deadline_of(req: &Request, margin: Duration) -> Option<Instant> {
-    let deadline_ms = req.lambda_context_ref()?.deadline;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
-    if deadline_ms <= now_ms {
-        tracing::debug!(deadline_ms, now_ms, "Lambda deadline not in the future; ignored");
-        return None;
-    }
-    let left = Duration::from_millis(deadline_ms - now_ms).saturating_sub(margin);
-    Some(Instant::now() + left)
+    crate::config::deadline_instant(req.lambda_context_ref()?.deadline, margin)
 }
 
 impl<S: RunStore, W: WorkerControl> Api<S, W> {

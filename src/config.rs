@@ -10,6 +10,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 
 use crate::api::{ApiSettings, AuthMode};
+use crate::finalizer::FinalizerLimits;
 use crate::service::FanOutLimits;
 
 pub const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
@@ -91,12 +92,7 @@ impl ApiConfig {
                 auth: if env.flag(LOCAL_AUTH_VAR)? { AuthMode::AllowLocalUnauthenticated } else { AuthMode::Iam },
                 deadline_margin: env.millis("DEADLINE_MARGIN_MS", 500, 0, 60_000)?,
             },
-            sdk: SdkSettings {
-                max_attempts: env.number("SDK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
-                connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
-                attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
-                operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
-            },
+            sdk: SdkSettings::from_env(&env)?,
         })
     }
 
@@ -105,7 +101,72 @@ impl ApiConfig {
     }
 }
 
+/// Configuration of the stop finalizer.
+#[derive(Debug, Clone)]
+pub struct FinalizerConfig {
+    pub runs_table: String,
+    pub limits: FinalizerLimits,
+    pub deadline_margin: Duration,
+    pub sdk: SdkSettings,
+}
+
+impl FinalizerConfig {
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<FinalizerConfig, ConfigError> {
+        let env = Env(vars);
+        let defaults = FinalizerLimits::default();
+        Ok(FinalizerConfig {
+            runs_table: runs_table(vars)?,
+            limits: FinalizerLimits {
+                wait: env.millis("FINALIZER_WAIT_MS", defaults.wait.as_millis() as u64, 100, 900_000)?,
+                poll_initial: env.millis("FINALIZER_POLL_MS", defaults.poll_initial.as_millis() as u64, 10, 60_000)?,
+                poll_max: env.millis("FINALIZER_POLL_MAX_MS", defaults.poll_max.as_millis() as u64, 10, 300_000)?,
+                run_concurrency: env.number("FINALIZER_RUN_CONCURRENCY", defaults.run_concurrency as u64, 1, 1000)?
+                    as usize,
+                stop_concurrency: env.number("STOP_CONCURRENCY", defaults.stop_concurrency as u64, 1, 1000)? as usize,
+            },
+            deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
+            sdk: SdkSettings::from_env(&env)?,
+        })
+    }
+
+    pub fn from_env() -> Result<FinalizerConfig, ConfigError> {
+        FinalizerConfig::from_map(&std::env::vars().collect())
+    }
+}
+
+fn runs_table(vars: &HashMap<String, String>) -> Result<String, ConfigError> {
+    let runs_table = vars.get("RUNS_TABLE").cloned().unwrap_or_else(|| DEFAULT_RUNS_TABLE.to_owned());
+    if runs_table.len() < 3 || runs_table.len() > 255 {
+        return Err(ConfigError { var: "RUNS_TABLE", value: runs_table, why: "a table name has 3 to 255 characters" });
+    }
+    Ok(runs_table)
+}
+
+/// A Lambda deadline (epoch milliseconds) as a tokio instant, less `margin`.
+/// A deadline that is not in the future is no deadline: real Lambda never
+/// sends one, but emulators do (`cargo lambda watch` sends the timeout, not an
+/// epoch time), and treating it as "already late" would refuse every request.
+/// The SDK's timeouts and the configured budgets still bound the work then.
+pub fn deadline_instant(deadline_ms: u64, margin: Duration) -> Option<tokio::time::Instant> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    if deadline_ms <= now_ms {
+        tracing::debug!(deadline_ms, now_ms, "Lambda deadline not in the future; ignored");
+        return None;
+    }
+    let left = Duration::from_millis(deadline_ms - now_ms).saturating_sub(margin);
+    Some(tokio::time::Instant::now() + left)
+}
+
 impl SdkSettings {
+    fn from_env(env: &Env) -> Result<SdkSettings, ConfigError> {
+        Ok(SdkSettings {
+            max_attempts: env.number("SDK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
+            connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
+            attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
+            operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
+        })
+    }
+
     /// The shared SDK configuration: region, credentials and endpoint (including
     /// `AWS_ENDPOINT_URL`, which points the clients at local stand-ins) come
     /// from the standard chain; retries and timeouts from these settings.
@@ -146,6 +207,24 @@ mod tests {
         assert_eq!(c.api.auth, AuthMode::AllowLocalUnauthenticated);
         assert_eq!(ApiConfig::from_map(&vars(&[(LOCAL_AUTH_VAR, "false")])).unwrap().api.auth, AuthMode::Iam);
         assert!(ApiConfig::from_map(&vars(&[(LOCAL_AUTH_VAR, "yes please")])).is_err());
+    }
+
+    #[test]
+    fn finalizer_config_reads_its_bounds() {
+        let c = FinalizerConfig::from_map(&vars(&[("FINALIZER_WAIT_MS", "30000"), ("RUNS_TABLE", "Runs")])).unwrap();
+        assert_eq!(c.limits.wait, Duration::from_secs(30));
+        assert_eq!(c.runs_table, "Runs");
+        assert_eq!(
+            FinalizerConfig::from_map(&vars(&[("FINALIZER_POLL_MS", "x")])).unwrap_err().var,
+            "FINALIZER_POLL_MS"
+        );
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_is_no_deadline() {
+        assert!(deadline_instant(600_000, Duration::ZERO).is_none());
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(deadline_instant(now_ms + 60_000, Duration::from_secs(1)).is_some());
     }
 
     #[test]

@@ -15,14 +15,18 @@
 //!   transition and the bounded `StopTask` fan-out, the read.
 //! - [`api`]: the wire protocol: `X-Amz-Target` dispatch, input validation,
 //!   IAM identity, response and error shapes.
+//! - [`finalizer`]: the stop finalizer (DynamoDB stream → Lambda): verifies
+//!   every worker stopped, sweeps for unregistered ones, applies the child
+//!   policy, writes `STOPPED` once.
 //! - [`config`]: environment configuration, read once per cold start.
 //!
-//! Binaries are thin: `src/bin/run-api.rs` reads config, builds the SDK
-//! clients once and runs the handler.
+//! Binaries are thin: `src/bin/run-api.rs` and `src/bin/stop-finalizer.rs`
+//! read config, build the SDK clients once and run the handler.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod finalizer;
 pub mod model;
 pub mod service;
 pub mod store;

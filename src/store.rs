@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::Deserialize;
 
-use crate::model::{RunKey, RunStatus};
+use crate::model::{ChildPolicy, RunKey, RunStatus};
 use crate::upstream::UpstreamError;
 
 /// Attribute names of the run table contract.
@@ -22,6 +22,8 @@ pub mod attr {
     pub const STOP_REQUESTED_AT: &str = "StopRequestedAt";
     pub const STOP_REQUESTED_BY: &str = "StopRequestedBy";
     pub const MODIFIED_AT: &str = "ModifiedAt";
+    pub const COMPLETED_ON: &str = "CompletedOn";
+    pub const CANCEL_REQUESTED: &str = "CancelRequested";
 }
 
 /// A run as the service reads it from the table. Unknown attributes are
@@ -57,6 +59,28 @@ pub struct RunRecord {
     pub stop_requested_at: Option<String>,
     #[serde(default)]
     pub stop_requested_by: Option<String>,
+    /// The `startedBy` its scheduler gives every worker's `RunTask`: lets the
+    /// finalizer find workers launched but never registered.
+    #[serde(default)]
+    pub worker_started_by: Option<String>,
+    /// The clusters the scheduler launches this run's workers in (SS).
+    #[serde(default)]
+    pub worker_clusters: Option<Vec<String>>,
+    #[serde(default)]
+    pub child_runs: Option<Vec<ChildRef>>,
+    /// `TERMINATE` (default), `REQUEST_CANCEL` or `ABANDON`.
+    #[serde(default)]
+    pub child_policy: Option<String>,
+    #[serde(default)]
+    pub cancel_requested: Option<bool>,
+}
+
+/// A child run, as listed in its parent's `ChildRuns`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChildRef {
+    pub workflow_arn: String,
+    pub run_id: String,
 }
 
 impl RunRecord {
@@ -242,6 +266,170 @@ impl RunStore for DynamoRunStore {
         match out.item {
             Some(item) if !item.is_empty() => Ok(Some(parse(key, item)?)),
             _ => Ok(None),
+        }
+    }
+}
+
+/// What the finalizer records when it moves a run to `STOPPED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedWrite {
+    pub at: String,
+    /// Distinct worker tasks confirmed stopped (registered and orphans).
+    pub workers_stopped: usize,
+    /// Of those, tasks found by the `startedBy` sweep and not registered.
+    pub orphans_stopped: usize,
+    pub child_policy: Option<ChildPolicyApplied>,
+}
+
+/// The `ChildPolicyApplied` event: what the policy did to the children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildPolicyApplied {
+    pub policy: ChildPolicy,
+    pub children: usize,
+    /// Children the policy changed (stopped or cancel-requested).
+    pub affected: usize,
+    /// Children already finished, missing, or listed with an invalid key.
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalizeWrite {
+    /// This write moved the run to `STOPPED`.
+    Stopped,
+    /// The run was no longer `STOPPING`: another invocation won.
+    NotStopping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelWrite {
+    Requested,
+    /// Finished, or already cancel-requested.
+    NotActive,
+    NotFound,
+}
+
+/// What the stop finalizer needs from the run table, beyond the API's.
+pub trait FinalizerStore: RunStore {
+    /// `STOPPING` → `STOPPED`, conditioned on `STOPPING`.
+    fn finalize_stop(
+        &self,
+        key: &RunKey,
+        w: &StoppedWrite,
+    ) -> impl Future<Output = Result<FinalizeWrite, StoreError>> + Send;
+    /// Mark an active child `CancelRequested` with a history event, once.
+    fn request_cancel(
+        &self,
+        key: &RunKey,
+        by: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<CancelWrite, StoreError>> + Send;
+}
+
+fn n(v: usize) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub const FINALIZE_UPDATE_EXPRESSION: &str = "SET #status = :stopped, #completed = :now, #modified = :now, \
+     #workers = :no_workers, #history = list_append(if_not_exists(#history, :empty), :events)";
+pub const FINALIZE_CONDITION_EXPRESSION: &str = "#status = :stopping";
+pub const CANCEL_UPDATE_EXPRESSION: &str =
+    "SET #cancel = :true, #modified = :now, #history = list_append(if_not_exists(#history, :empty), :event)";
+pub const CANCEL_CONDITION_EXPRESSION: &str =
+    "#status IN (:starting, :queued, :running) AND (attribute_not_exists(#cancel) OR #cancel = :false)";
+
+/// The events the `STOPPED` write appends.
+pub fn stopped_events(w: &StoppedWrite) -> Vec<AttributeValue> {
+    let mut events = Vec::new();
+    if let Some(c) = &w.child_policy {
+        events.push(AttributeValue::M(HashMap::from([
+            ("Event".to_owned(), s("ChildPolicyApplied")),
+            ("At".to_owned(), s(&w.at)),
+            ("Policy".to_owned(), s(c.policy.as_str())),
+            ("Children".to_owned(), n(c.children)),
+            ("Affected".to_owned(), n(c.affected)),
+            ("Skipped".to_owned(), n(c.skipped)),
+        ])));
+    }
+    events.push(AttributeValue::M(HashMap::from([
+        ("Event".to_owned(), s("Stopped")),
+        ("At".to_owned(), s(&w.at)),
+        ("WorkersStopped".to_owned(), n(w.workers_stopped)),
+        ("OrphansStopped".to_owned(), n(w.orphans_stopped)),
+    ])));
+    events
+}
+
+impl FinalizerStore for DynamoRunStore {
+    async fn finalize_stop(&self, key: &RunKey, w: &StoppedWrite) -> Result<FinalizeWrite, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)))
+            .update_expression(FINALIZE_UPDATE_EXPRESSION)
+            .condition_expression(FINALIZE_CONDITION_EXPRESSION)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#completed", attr::COMPLETED_ON)
+            .expression_attribute_names("#modified", attr::MODIFIED_AT)
+            .expression_attribute_names("#workers", attr::WORKERS)
+            .expression_attribute_names("#history", attr::HISTORY)
+            .expression_attribute_values(":stopped", s(RunStatus::Stopped.as_str()))
+            .expression_attribute_values(":stopping", s(RunStatus::Stopping.as_str()))
+            .expression_attribute_values(":now", s(&w.at))
+            .expression_attribute_values(":no_workers", AttributeValue::M(HashMap::new()))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":events", AttributeValue::L(stopped_events(w)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(FinalizeWrite::Stopped),
+            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(FinalizeWrite::NotStopping)
+            }
+            Err(err) => Err(UpstreamError::from_sdk("dynamodb", "UpdateItem", &err).into()),
+        }
+    }
+
+    async fn request_cancel(&self, key: &RunKey, by: &str, at: &str) -> Result<CancelWrite, StoreError> {
+        let event = AttributeValue::M(HashMap::from([
+            ("Event".to_owned(), s("CancelRequested")),
+            ("At".to_owned(), s(at)),
+            ("By".to_owned(), s(by)),
+        ]));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key)))
+            .update_expression(CANCEL_UPDATE_EXPRESSION)
+            .condition_expression(CANCEL_CONDITION_EXPRESSION)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#cancel", attr::CANCEL_REQUESTED)
+            .expression_attribute_names("#modified", attr::MODIFIED_AT)
+            .expression_attribute_names("#history", attr::HISTORY)
+            .expression_attribute_values(":starting", s(RunStatus::Starting.as_str()))
+            .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", s(at))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":event", AttributeValue::L(vec![event]))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CancelWrite::Requested),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(ccf)) => {
+                    Ok(if ccf.item.as_ref().is_some_and(|i| !i.is_empty()) {
+                        CancelWrite::NotActive
+                    } else {
+                        CancelWrite::NotFound
+                    })
+                }
+                _ => Err(UpstreamError::from_sdk("dynamodb", "UpdateItem", &err).into()),
+            },
         }
     }
 }

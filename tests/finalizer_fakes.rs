@@ -1,0 +1,473 @@
+//! The finalizer's decisions with in-memory fakes and tokio's paused clock:
+//! waiting for workers, re-stopping, orphan sweeps, child policies,
+//! redelivery, bounds and batch item failures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event;
+use mwaa_stop::finalizer::{classify, Finalizer, FinalizerLimits, RecordIntent, RunOutcome};
+use mwaa_stop::model::{ChildPolicy, RunKey, RunStatus, WorkflowArn};
+use mwaa_stop::store::{
+    CancelWrite, ChildRef, FinalizeWrite, FinalizerStore, RunRecord, RunStore, StopRequest, StopWrite, StoppedWrite,
+    StoreError,
+};
+use mwaa_stop::upstream::{UpstreamError, UpstreamKind};
+use mwaa_stop::workers::{Described, TaskState, TaskStop, WorkerControl, WorkerFleet};
+use serde_json::json;
+
+const ACCOUNT: &str = "123456789012";
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:airflow-serverless:us-east-1:{ACCOUNT}:workflow/{name}-abcDEF1234")
+}
+
+fn key(name: &str, run: &str) -> RunKey {
+    RunKey { workflow_arn: WorkflowArn::parse(&arn(name)).unwrap(), run_id: run.into() }
+}
+
+fn id(k: &RunKey) -> (String, String) {
+    (k.workflow_arn.to_string(), k.run_id.clone())
+}
+
+fn run(name: &str, run_id: &str, status: RunStatus, workers: &[&str]) -> RunRecord {
+    RunRecord {
+        workflow_arn: arn(name),
+        run_id: run_id.into(),
+        status: status.as_str().into(),
+        workflow_version: Some("v1".into()),
+        run_type: None,
+        created_at: None,
+        started_on: None,
+        modified_at: None,
+        completed_on: None,
+        error_message: None,
+        task_instances: None,
+        override_parameters: None,
+        workers: workers.iter().map(|w| (w.to_string(), "c".to_string())).collect(),
+        stop_requested_at: None,
+        stop_requested_by: None,
+        worker_started_by: None,
+        worker_clusters: None,
+        child_runs: None,
+        child_policy: None,
+        cancel_requested: None,
+    }
+}
+
+/// The run table in memory, with the conditional semantics of the real writes.
+#[derive(Default)]
+struct Table {
+    runs: Mutex<HashMap<(String, String), RunRecord>>,
+    events: Mutex<Vec<(String, String)>>,
+    finalized: Mutex<Vec<(RunKey, StoppedWrite)>>,
+    finalize_at: Mutex<Vec<(String, tokio::time::Instant)>>,
+}
+
+impl Table {
+    fn put(&self, r: RunRecord) {
+        self.runs.lock().unwrap().insert((r.workflow_arn.clone(), r.run_id.clone()), r);
+    }
+    fn status(&self, k: &RunKey) -> String {
+        self.runs.lock().unwrap()[&id(k)].status.clone()
+    }
+    fn event(&self, k: &RunKey, e: &str) {
+        self.events.lock().unwrap().push((k.to_string(), e.to_owned()));
+    }
+    fn events_of(&self, k: &RunKey) -> Vec<String> {
+        self.events.lock().unwrap().iter().filter(|(r, _)| r == &k.to_string()).map(|(_, e)| e.clone()).collect()
+    }
+}
+
+impl RunStore for Table {
+    async fn request_stop(&self, key: &RunKey, stop: &StopRequest) -> Result<StopWrite, StoreError> {
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)) else { return Ok(StopWrite::NotFound) };
+        if !r.run_status().unwrap().is_stoppable() {
+            return Ok(StopWrite::NotStoppable(r.clone()));
+        }
+        r.status = "STOPPING".into();
+        r.stop_requested_by = Some(stop.by.clone());
+        drop(runs);
+        self.event(key, "StopRequested");
+        Ok(StopWrite::Transitioned(self.runs.lock().unwrap()[&id(key)].clone()))
+    }
+
+    async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.runs.lock().unwrap().get(&id(key)).cloned())
+    }
+}
+
+impl FinalizerStore for Table {
+    async fn finalize_stop(&self, key: &RunKey, w: &StoppedWrite) -> Result<FinalizeWrite, StoreError> {
+        let mut runs = self.runs.lock().unwrap();
+        let r = runs.get_mut(&id(key)).unwrap();
+        if r.status != "STOPPING" {
+            return Ok(FinalizeWrite::NotStopping);
+        }
+        r.status = "STOPPED".into();
+        r.workers.clear();
+        drop(runs);
+        if w.child_policy.is_some() {
+            self.event(key, "ChildPolicyApplied");
+        }
+        self.event(key, "Stopped");
+        self.finalized.lock().unwrap().push((key.clone(), w.clone()));
+        self.finalize_at.lock().unwrap().push((key.run_id.clone(), tokio::time::Instant::now()));
+        Ok(FinalizeWrite::Stopped)
+    }
+
+    async fn request_cancel(&self, key: &RunKey, _by: &str, _at: &str) -> Result<CancelWrite, StoreError> {
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)) else { return Ok(CancelWrite::NotFound) };
+        if !r.run_status().unwrap().is_stoppable() || r.cancel_requested == Some(true) {
+            return Ok(CancelWrite::NotActive);
+        }
+        r.cancel_requested = Some(true);
+        drop(runs);
+        self.event(key, "CancelRequested");
+        Ok(CancelWrite::Requested)
+    }
+}
+
+/// ECS in memory. A stopped task reports `STOPPING` for `stop_lag` describes
+/// before `STOPPED`, as real tasks take a while to drain.
+#[derive(Default)]
+struct Fleet {
+    /// task → (last status, desired status, describes since stop)
+    tasks: Mutex<BTreeMap<String, (String, String, usize)>>,
+    started_by: Mutex<HashMap<String, String>>,
+    stop_lag: usize,
+    stop_calls: AtomicUsize,
+    describe_calls: AtomicUsize,
+    /// `DescribeTasks` fails this many times first.
+    describe_failures: AtomicUsize,
+    /// Tasks that never stop (a stuck agent).
+    stuck: Vec<&'static str>,
+}
+
+impl Fleet {
+    fn running(&self, tasks: &[&str]) {
+        for t in tasks {
+            self.tasks.lock().unwrap().insert(t.to_string(), ("RUNNING".into(), "RUNNING".into(), 0));
+        }
+    }
+    fn launched_by(&self, task: &str, by: &str) {
+        self.running(&[task]);
+        self.started_by.lock().unwrap().insert(task.into(), by.into());
+    }
+    fn stopping(&self, task: &str) {
+        self.tasks.lock().unwrap().insert(task.into(), ("STOPPING".into(), "STOPPED".into(), 0));
+    }
+    fn last_status(&self, task: &str) -> String {
+        self.tasks.lock().unwrap()[task].0.clone()
+    }
+}
+
+impl WorkerControl for Fleet {
+    async fn stop_task(&self, _cluster: &str, task: &str, _reason: &str) -> Result<TaskStop, UpstreamError> {
+        self.stop_calls.fetch_add(1, Ordering::SeqCst);
+        let mut tasks = self.tasks.lock().unwrap();
+        match tasks.get_mut(task) {
+            None => Ok(TaskStop::Gone),
+            Some(t) => {
+                if t.0 != "STOPPED" {
+                    t.0 = "STOPPING".into();
+                }
+                t.1 = "STOPPED".into();
+                Ok(TaskStop::Accepted { last_status: Some(t.0.clone()) })
+            }
+        }
+    }
+}
+
+impl WorkerFleet for Fleet {
+    async fn describe_tasks(&self, _cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
+        self.describe_calls.fetch_add(1, Ordering::SeqCst);
+        if self.describe_failures.load(Ordering::SeqCst) > 0 {
+            self.describe_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
+        }
+        assert!(tasks.len() <= 100, "DescribeTasks takes at most 100 tasks");
+        let mut all = self.tasks.lock().unwrap();
+        let mut out = Described::default();
+        for t in tasks {
+            match all.get_mut(t) {
+                None => out.missing.push(t.clone()),
+                Some(state) => {
+                    if state.1 == "STOPPED" && state.0 != "STOPPED" && !self.stuck.iter().any(|s| t.ends_with(s)) {
+                        state.2 += 1;
+                        if state.2 > self.stop_lag {
+                            state.0 = "STOPPED".into();
+                        }
+                    }
+                    out.found.push(TaskState {
+                        arn: t.clone(),
+                        last_status: Some(state.0.clone()),
+                        desired_status: Some(state.1.clone()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
+        let by = self.started_by.lock().unwrap();
+        let tasks = self.tasks.lock().unwrap();
+        Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
+    }
+}
+
+fn limits() -> FinalizerLimits {
+    FinalizerLimits {
+        wait: Duration::from_secs(30),
+        poll_initial: Duration::from_millis(100),
+        poll_max: Duration::from_secs(2),
+        run_concurrency: 8,
+        stop_concurrency: 4,
+    }
+}
+
+/// A stream record as Lambda delivers it.
+fn record(k: &RunKey, new_status: &str, seq: &str) -> serde_json::Value {
+    json!({
+        "eventID": format!("ev-{seq}"), "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795255200,
+            "Keys": {"WorkflowArn": {"S": k.workflow_arn.to_string()}, "RunId": {"S": k.run_id}},
+            "NewImage": {"WorkflowArn": {"S": k.workflow_arn.to_string()}, "RunId": {"S": k.run_id}, "Status": {"S": new_status}},
+            "OldImage": {"WorkflowArn": {"S": k.workflow_arn.to_string()}, "RunId": {"S": k.run_id}, "Status": {"S": "RUNNING"}},
+            "SequenceNumber": seq, "SizeBytes": 100, "StreamViewType": "NEW_AND_OLD_IMAGES"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/WorkflowRuns/stream/2026-11-21T00:00:00.000"
+    })
+}
+
+fn batch(records: Vec<serde_json::Value>) -> Event {
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn failures(resp: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
+    resp.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_until_every_worker_is_really_stopped_before_writing_stopped() {
+    let table = Table::default();
+    let k = key("etl", "r1");
+    table.put(run("etl", "r1", RunStatus::Stopping, &["t1", "t2", "t3"]));
+    let fleet = Fleet { stop_lag: 3, ..Default::default() };
+    fleet.running(&["t1", "t2"]); // the API's StopTask never reached these two
+    fleet.stopping("t3"); // this one is draining
+    let f = Finalizer::new(table, fleet, limits());
+    let resp = f.handle_batch(batch(vec![record(&k, "STOPPING", "100")]), None).await;
+    assert!(failures(&resp).is_empty());
+    assert_eq!(f.store().status(&k), "STOPPED");
+    for t in ["t1", "t2", "t3"] {
+        assert_eq!(f.fleet().last_status(t), "STOPPED");
+    }
+    // STOPPED was written only after several polls: none before every task was STOPPED.
+    assert!(f.fleet().describe_calls.load(Ordering::SeqCst) >= 4);
+    assert_eq!(f.fleet().stop_calls.load(Ordering::SeqCst), 2, "StopTask again only for tasks not told to stop");
+    let finalized = f.store().finalized.lock().unwrap();
+    assert_eq!(finalized[0].1.workers_stopped, 3);
+    assert_eq!(f.store().events_of(&k), vec!["Stopped"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_unknown_to_ecs_count_as_stopped() {
+    let table = Table::default();
+    let k = key("etl", "r1");
+    table.put(run("etl", "r1", RunStatus::Stopping, &["gone-1", "gone-2"]));
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    let out = f.finalize_run(&k, None).await.unwrap();
+    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 2, orphans_stopped: 0, child_policy: None });
+    assert_eq!(f.fleet().stop_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unregistered_workers_are_found_by_started_by_and_stopped() {
+    let table = Table::default();
+    let k = key("etl", "r1");
+    let mut r = run("etl", "r1", RunStatus::Stopping, &["t1"]);
+    r.worker_started_by = Some("run/r1".into());
+    r.worker_clusters = Some(vec!["c".into()]);
+    table.put(r);
+    let fleet = Fleet::default();
+    fleet.launched_by("t1", "run/r1");
+    fleet.launched_by("orphan-1", "run/r1");
+    fleet.launched_by("orphan-2", "run/r1");
+    fleet.launched_by("other-run", "run/r2");
+    let f = Finalizer::new(table, fleet, limits());
+    let out = f.finalize_run(&k, None).await.unwrap();
+    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 3, orphans_stopped: 2, child_policy: None });
+    for t in ["t1", "orphan-1", "orphan-2"] {
+        assert_eq!(f.fleet().last_status(t), "STOPPED", "{t}");
+    }
+    assert_eq!(f.fleet().last_status("other-run"), "RUNNING", "another run's worker is not touched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_will_not_stop_is_a_batch_item_failure_and_other_runs_do_not_wait() {
+    let table = Table::default();
+    let stuck = key("etl", "stuck");
+    let quick = key("etl", "quick");
+    table.put(run("etl", "stuck", RunStatus::Stopping, &["stuck-task"]));
+    table.put(run("etl", "quick", RunStatus::Stopping, &["q1"]));
+    let fleet = Fleet { stuck: vec!["stuck-task"], ..Default::default() };
+    fleet.running(&["stuck-task", "q1"]);
+    let f = Finalizer::new(table, fleet, limits());
+    let started = tokio::time::Instant::now();
+    let resp =
+        f.handle_batch(batch(vec![record(&stuck, "STOPPING", "200"), record(&quick, "STOPPING", "201")]), None).await;
+    assert_eq!(failures(&resp), vec!["200"]);
+    assert_eq!(f.store().status(&stuck), "STOPPING", "never STOPPED while a worker runs");
+    assert_eq!(f.store().status(&quick), "STOPPED");
+    let at = f.store().finalize_at.lock().unwrap().clone();
+    assert_eq!(at.len(), 1);
+    assert!(at[0].1 - started < Duration::from_secs(2), "the quick run finished without waiting for the stuck one");
+    assert!(started.elapsed() <= limits().wait + Duration::from_secs(1), "the wait is bounded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lambda_deadline_bounds_the_wait() {
+    let table = Table::default();
+    let k = key("etl", "stuck");
+    table.put(run("etl", "stuck", RunStatus::Stopping, &["stuck-task"]));
+    let fleet = Fleet { stuck: vec!["stuck-task"], ..Default::default() };
+    fleet.running(&["stuck-task"]);
+    let f = Finalizer::new(table, fleet, limits());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let out = f.finalize_run(&k, Some(deadline)).await.unwrap();
+    assert_eq!(out, RunOutcome::Pending { still_running: 1 });
+    assert!(tokio::time::Instant::now() <= deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ecs_errors_are_retried_within_the_bound() {
+    let table = Table::default();
+    let k = key("etl", "r1");
+    table.put(run("etl", "r1", RunStatus::Stopping, &["t1"]));
+    let fleet = Fleet::default();
+    fleet.running(&["t1"]);
+    fleet.describe_failures.store(3, Ordering::SeqCst);
+    let f = Finalizer::new(table, fleet, limits());
+    assert!(matches!(f.finalize_run(&k, None).await.unwrap(), RunOutcome::Stopped { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn redelivery_and_duplicate_records_give_one_transition() {
+    let table = Table::default();
+    let k = key("etl", "r1");
+    table.put(run("etl", "r1", RunStatus::Stopping, &["t1"]));
+    let fleet = Fleet::default();
+    fleet.stopping("t1");
+    let f = Finalizer::new(table, fleet, limits());
+    let records = vec![record(&k, "STOPPING", "300"), record(&k, "STOPPING", "301")];
+    let first = f.handle_batch(batch(records.clone()), None).await;
+    let again = f.handle_batch(batch(records), None).await;
+    assert!(failures(&first).is_empty() && failures(&again).is_empty());
+    assert_eq!(f.store().finalized.lock().unwrap().len(), 1);
+    assert_eq!(f.store().events_of(&k), vec!["Stopped"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_not_stopping_are_ignored_cheaply() {
+    let table = Table::default();
+    let done = key("etl", "done");
+    table.put(run("etl", "done", RunStatus::Stopped, &[]));
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    let other = key("etl", "running");
+    let mut remove = record(&other, "STOPPING", "402");
+    remove["eventName"] = json!("REMOVE");
+    let resp = f
+        .handle_batch(batch(vec![record(&other, "RUNNING", "400"), record(&done, "STOPPING", "401"), remove]), None)
+        .await;
+    assert!(failures(&resp).is_empty());
+    assert!(f.store().finalized.lock().unwrap().is_empty());
+    assert_eq!(f.fleet().describe_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn poison_records_are_reported_not_dropped() {
+    let f = Finalizer::new(Table::default(), Fleet::default(), limits());
+    let k = key("etl", "r1");
+    let mut bad_key = record(&k, "STOPPING", "500");
+    bad_key["dynamodb"]["Keys"] = json!({"WorkflowArn": {"S": "not-an-arn"}, "RunId": {"S": "r1"}});
+    let mut no_key = record(&k, "STOPPING", "501");
+    no_key["dynamodb"]["Keys"] = json!({"Other": {"N": "1"}});
+    let mut weird_status = record(&k, "STOPPING", "502");
+    weird_status["dynamodb"]["NewImage"]["Status"] = json!({"N": "7"});
+    let resp = f.handle_batch(batch(vec![bad_key, no_key, weird_status]), None).await;
+    assert_eq!(failures(&resp), vec!["500", "501", "502"]);
+}
+
+#[test]
+fn classify_reads_only_the_new_image_status_and_keys() {
+    let k = key("etl", "r1");
+    let ev = batch(vec![record(&k, "STOPPING", "1"), record(&k, "RUNNING", "2")]);
+    assert_eq!(classify(&ev.records[0]), RecordIntent::Finalize(k));
+    assert_eq!(classify(&ev.records[1]), RecordIntent::Ignore);
+}
+
+fn parent_with_children(table: &Table, policy: Option<&str>) -> RunKey {
+    let mut parent = run("parent", "p1", RunStatus::Stopping, &[]);
+    parent.child_runs = Some(vec![
+        ChildRef { workflow_arn: arn("child"), run_id: "c-running".into() },
+        ChildRef { workflow_arn: arn("child"), run_id: "c-done".into() },
+        ChildRef { workflow_arn: arn("child"), run_id: "c-missing".into() },
+        ChildRef { workflow_arn: "bogus".into(), run_id: "c-bad".into() },
+    ]);
+    parent.child_policy = policy.map(str::to_owned);
+    table.put(parent);
+    table.put(run("child", "c-running", RunStatus::Running, &[]));
+    table.put(run("child", "c-done", RunStatus::Success, &[]));
+    key("parent", "p1")
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminate_moves_active_children_to_stopping() {
+    let table = Table::default();
+    let p = parent_with_children(&table, None);
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    let RunOutcome::Stopped { child_policy: Some(applied), .. } = f.finalize_run(&p, None).await.unwrap() else {
+        panic!("expected STOPPED with a child policy")
+    };
+    assert_eq!(
+        (applied.policy, applied.children, applied.affected, applied.skipped),
+        (ChildPolicy::Terminate, 4, 1, 3)
+    );
+    assert_eq!(f.store().status(&key("child", "c-running")), "STOPPING");
+    assert_eq!(f.store().status(&key("child", "c-done")), "SUCCESS");
+    assert_eq!(f.store().events_of(&p), vec!["ChildPolicyApplied", "Stopped"]);
+    let child = f.store().runs.lock().unwrap()[&id(&key("child", "c-running"))].clone();
+    assert_eq!(child.stop_requested_by.unwrap(), format!("parent-run:{}/p1", arn("parent")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_cancel_marks_active_children_once_and_abandon_leaves_them() {
+    let table = Table::default();
+    let p = parent_with_children(&table, Some("REQUEST_CANCEL"));
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    let RunOutcome::Stopped { child_policy: Some(applied), .. } = f.finalize_run(&p, None).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((applied.policy, applied.affected), (ChildPolicy::RequestCancel, 1));
+    let c = key("child", "c-running");
+    assert_eq!(f.store().status(&c), "RUNNING");
+    assert_eq!(f.store().events_of(&c), vec!["CancelRequested"]);
+
+    let table = Table::default();
+    let p = parent_with_children(&table, Some("ABANDON"));
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    let RunOutcome::Stopped { child_policy: Some(applied), .. } = f.finalize_run(&p, None).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((applied.policy, applied.affected), (ChildPolicy::Abandon, 0));
+    assert_eq!(f.store().status(&key("child", "c-running")), "RUNNING");
+    assert!(f.store().events_of(&key("child", "c-running")).is_empty());
+}
