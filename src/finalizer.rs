@@ -7,7 +7,7 @@
 //! one write that ends the run is conditioned on `STOPPING`, so of any number of
 //! concurrent invocations exactly one moves it to `STOPPED`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -150,7 +150,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
     /// retries from there.
     pub async fn handle_batch(&self, event: Event, deadline: Option<Instant>) -> DynamoDbEventResponse {
         let mut runs: Vec<(RunKey, String)> = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut failures: Vec<String> = Vec::new();
         for record in &event.records {
             let seq = record.change.sequence_number.clone().unwrap_or_default();
@@ -166,9 +166,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
                     failures.push(seq);
                 }
                 RecordIntent::Finalize(key) => {
-                    let id = key.to_string();
-                    if !seen.contains_key(&id) {
-                        seen.insert(id, runs.len());
+                    if seen.insert(key.to_string()) {
                         runs.push((key, seq));
                     }
                 }
