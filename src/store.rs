@@ -28,7 +28,7 @@ pub mod attr {
 
 /// A run as the service reads it from the table. Unknown attributes are
 /// ignored so schedulers may store more than this contract names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RunRecord {
     pub workflow_arn: String,

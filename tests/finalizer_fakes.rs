@@ -38,22 +38,8 @@ fn run(name: &str, run_id: &str, status: RunStatus, workers: &[&str]) -> RunReco
         run_id: run_id.into(),
         status: status.as_str().into(),
         workflow_version: Some("v1".into()),
-        run_type: None,
-        created_at: None,
-        started_on: None,
-        modified_at: None,
-        completed_on: None,
-        error_message: None,
-        task_instances: None,
-        override_parameters: None,
         workers: workers.iter().map(|w| (w.to_string(), "c".to_string())).collect(),
-        stop_requested_at: None,
-        stop_requested_by: None,
-        worker_started_by: None,
-        worker_clusters: None,
-        child_runs: None,
-        child_policy: None,
-        cancel_requested: None,
+        ..Default::default()
     }
 }
 

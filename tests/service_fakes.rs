@@ -48,17 +48,8 @@ impl FakeStore {
             run_id: run_id.into(),
             status: status.as_str().into(),
             workflow_version: Some("v1".into()),
-            run_type: None,
-            created_at: None,
-            started_on: None,
-            modified_at: None,
-            completed_on: None,
-            error_message: None,
-            task_instances: None,
-            override_parameters: None,
             workers,
-            stop_requested_at: None,
-            stop_requested_by: None,
+            ..Default::default()
         };
         self.runs.lock().unwrap().insert((arn.into(), run_id.into()), run);
     }
