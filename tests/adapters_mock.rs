@@ -221,3 +221,138 @@ async fn stop_task_sends_cluster_task_and_reason() {
     assert_eq!(err.kind, UpstreamKind::Fault);
     assert_eq!(rule.num_calls(), 1);
 }
+
+fn stopped_write() -> mwaa_stop::store::StoppedWrite {
+    mwaa_stop::store::StoppedWrite {
+        at: "2026-11-21T10:01:00.000Z".into(),
+        workers_stopped: 3,
+        orphans_stopped: 1,
+        child_policy: Some(mwaa_stop::store::ChildPolicyApplied {
+            policy: mwaa_stop::model::ChildPolicy::Terminate,
+            children: 2,
+            affected: 1,
+            skipped: 1,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn finalize_is_one_update_conditioned_on_stopping() {
+    use mwaa_stop::store::{FinalizeWrite, FinalizerStore};
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let events = values[":events"].as_l().unwrap();
+            let policy = events[0].as_m().unwrap();
+            let stopped = events[1].as_m().unwrap();
+            r.table_name() == Some("Runs")
+                && r.condition_expression() == Some("#status = :stopping")
+                && r.update_expression()
+                    == Some(
+                        "SET #status = :stopped, #completed = :now, #modified = :now, \
+                         #workers = :no_workers, #history = list_append(if_not_exists(#history, :empty), :events)",
+                    )
+                && names["#completed"] == "CompletedOn"
+                && names["#workers"] == "Workers"
+                && values[":stopped"] == s("STOPPED")
+                && values[":stopping"] == s("STOPPING")
+                && values[":no_workers"] == AttributeValue::M(HashMap::new())
+                && policy["Event"] == s("ChildPolicyApplied")
+                && policy["Policy"] == s("TERMINATE")
+                && policy["Affected"] == AttributeValue::N("1".into())
+                && stopped["Event"] == s("Stopped")
+                && stopped["WorkersStopped"] == AttributeValue::N("3".into())
+                && stopped["OrphansStopped"] == AttributeValue::N("1".into())
+                && stopped["At"] == s("2026-11-21T10:01:00.000Z")
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let lost = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &lost]), "Runs");
+    assert_eq!(store.finalize_stop(&key(), &stopped_write()).await.unwrap(), FinalizeWrite::Stopped);
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(store.finalize_stop(&key(), &stopped_write()).await.unwrap(), FinalizeWrite::NotStopping);
+}
+
+#[tokio::test]
+async fn cancel_request_is_conditioned_on_active_and_not_yet_requested() {
+    use mwaa_stop::store::{CancelWrite, FinalizerStore};
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let values = r.expression_attribute_values().unwrap();
+            let event = values[":event"].as_l().unwrap()[0].as_m().unwrap();
+            r.condition_expression()
+                == Some("#status IN (:starting, :queued, :running) AND (attribute_not_exists(#cancel) OR #cancel = :false)")
+                && r.update_expression()
+                    == Some("SET #cancel = :true, #modified = :now, #history = list_append(if_not_exists(#history, :empty), :event)")
+                && r.expression_attribute_names().unwrap()["#cancel"] == "CancelRequested"
+                && values[":true"] == AttributeValue::Bool(true)
+                && event["Event"] == s("CancelRequested")
+                && event["By"] == s("parent-run:x")
+                && r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let finished = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().set_item(Some(item("SUCCESS"))).build(),
+        )
+    });
+    let missing = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &finished, &missing]), "Runs");
+    let at = "2026-11-21T10:01:00.000Z";
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::Requested);
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::NotActive);
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::NotFound);
+}
+
+#[tokio::test]
+async fn describe_tasks_reads_states_and_missing_tasks() {
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::types::{Failure, Task};
+    use mwaa_stop::workers::{TaskState, WorkerFleet};
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .match_requests(|r| r.cluster() == Some("workers") && r.tasks() == ["t1".to_owned(), "t2".to_owned()])
+        .then_output(|| {
+            DescribeTasksOutput::builder()
+                .tasks(Task::builder().task_arn("t1").last_status("STOPPING").desired_status("STOPPED").build())
+                .failures(Failure::builder().arn("t2").reason("MISSING").build())
+                .build()
+        });
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let d = ecs.describe_tasks("workers", &["t1".into(), "t2".into()]).await.unwrap();
+    assert_eq!(
+        d.found,
+        vec![TaskState {
+            arn: "t1".into(),
+            last_status: Some("STOPPING".into()),
+            desired_status: Some("STOPPED".into())
+        }]
+    );
+    assert!(!d.found[0].is_stopped() && d.found[0].stop_requested());
+    assert_eq!(d.missing, vec!["t2".to_owned()]);
+}
+
+#[tokio::test]
+async fn list_running_filters_by_started_by_and_follows_pages() {
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::types::DesiredStatus;
+    use mwaa_stop::workers::WorkerFleet;
+    let first = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| {
+            r.cluster() == Some("workers")
+                && r.started_by() == Some("run/r1")
+                && r.desired_status() == Some(&DesiredStatus::Running)
+                && r.next_token().is_none()
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns("a").task_arns("b").next_token("page2").build());
+    let second = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token() == Some("page2") && r.started_by() == Some("run/r1"))
+        .then_output(|| ListTasksOutput::builder().task_arns("c").build());
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&first, &second]));
+    assert_eq!(ecs.list_running("workers", "run/r1").await.unwrap(), vec!["a", "b", "c"]);
+}
