@@ -8,6 +8,8 @@
 //! integration test that silently skips proves nothing.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::TcpListener;
@@ -16,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     StreamSpecification, StreamViewType,
@@ -23,6 +26,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use base64::Engine;
 use mwaa_stop::api::{Api, ApiSettings, AuthMode};
+use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
 use mwaa_stop::service::{FanOutLimits, Service};
 use mwaa_stop::store::DynamoRunStore;
 use mwaa_stop::workers::EcsWorkers;
@@ -322,15 +326,121 @@ impl World {
 
     /// The API handler in process, with real SDK clients talking to moto.
     pub async fn api(&self, auth: AuthMode) -> Api<DynamoRunStore, EcsWorkers> {
+        self.api_via(auth, &self.moto.url).await
+    }
+
+    /// The API handler with its ECS client sent through `ecs_url` (a proxy).
+    pub async fn api_via(&self, auth: AuthMode, ecs_url: &str) -> Api<DynamoRunStore, EcsWorkers> {
         let conf = self.moto.sdk_config().await;
         let store = DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), &self.table);
-        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&conf));
+        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&sdk_config_for(ecs_url).await));
         let limits = FanOutLimits { concurrency: 8, budget: Duration::from_secs(20) };
         Api::new(
             Service::new(store, workers, limits),
             ApiSettings { auth, deadline_margin: Duration::from_millis(200) },
         )
     }
+}
+
+impl World {
+    /// The finalizer in process, every AWS call sent through `url` (moto or a
+    /// proxy in front of it).
+    pub async fn finalizer_via(&self, url: &str, limits: FinalizerLimits) -> Finalizer<DynamoRunStore, EcsWorkers> {
+        let conf = sdk_config_for(url).await;
+        Finalizer::new(
+            DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), &self.table),
+            EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+            limits,
+        )
+    }
+
+    /// A reader of the table's stream from its start.
+    pub async fn tail(&self) -> StreamTail {
+        let desc = self.ddb.describe_table().table_name(&self.table).send().await.unwrap();
+        StreamTail {
+            stream_arn: desc.table().unwrap().latest_stream_arn().unwrap().to_owned(),
+            iterators: HashMap::new(),
+        }
+    }
+
+    /// Put any extra attributes on a run (contract fields the scheduler sets).
+    pub async fn set(&self, arn: &str, run_id: &str, name: &str, value: AttributeValue) {
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("WorkflowArn", s(arn))
+            .key("RunId", s(run_id))
+            .update_expression("SET #n = :v")
+            .expression_attribute_names("#n", name)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Reads new records of a DynamoDB stream and turns them into the event
+/// Lambda's DynamoDB event source delivers.
+pub struct StreamTail {
+    pub stream_arn: String,
+    /// shard id → next iterator (None once the shard is closed)
+    iterators: HashMap<String, Option<String>>,
+}
+
+impl StreamTail {
+    /// Every record written since the last call, as a Lambda DynamoDB event.
+    pub async fn next_event(&mut self, streams: &aws_sdk_dynamodbstreams::Client) -> (Event, usize) {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let desc = streams.describe_stream().stream_arn(&self.stream_arn).send().await.unwrap();
+        for shard in desc.stream_description().unwrap().shards() {
+            let id = shard.shard_id().unwrap().to_owned();
+            if !self.iterators.contains_key(&id) {
+                let it = streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(&id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .unwrap()
+                    .shard_iterator;
+                self.iterators.insert(id, it);
+            }
+        }
+        let mut records = Vec::new();
+        for it in self.iterators.values_mut() {
+            let Some(current) = it.clone() else { continue };
+            let out = streams.get_records().shard_iterator(current).send().await.unwrap();
+            for r in out.records() {
+                records.push(lambda_record(r, &self.stream_arn));
+            }
+            *it = out.next_shard_iterator;
+        }
+        let n = records.len();
+        (serde_json::from_value(json!({ "Records": records })).unwrap(), n)
+    }
+}
+
+fn image(m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>) -> Value {
+    match m {
+        Some(m) => serde_json::to_value(serde_dynamo::Item::from(m.clone())).unwrap(),
+        None => json!({}),
+    }
+}
+
+/// One stream record in Lambda's event format.
+pub fn lambda_record(r: &aws_sdk_dynamodbstreams::types::Record, stream_arn: &str) -> Value {
+    let d = r.dynamodb().unwrap();
+    json!({
+        "eventID": r.event_id(), "eventName": r.event_name().unwrap().as_str(), "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": REGION, "eventSourceARN": stream_arn,
+        "dynamodb": {
+            "ApproximateCreationDateTime": d.approximate_creation_date_time().map(|t| t.secs()).unwrap_or(0),
+            "Keys": image(d.keys.as_ref()), "NewImage": image(d.new_image.as_ref()), "OldImage": image(d.old_image.as_ref()),
+            "SequenceNumber": d.sequence_number(), "SizeBytes": d.size_bytes().unwrap_or(0),
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
 }
 
 pub fn s(v: &str) -> AttributeValue {

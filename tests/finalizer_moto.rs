@@ -1,0 +1,237 @@
+//! The stop finalizer end to end against moto's server: the API writes
+//! STOPPING, the table's real stream records are delivered to the finalizer as
+//! Lambda would deliver them, and ECS tasks are really stopped.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use mwaa_stop::api::AuthMode;
+use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
+use mwaa_stop::store::DynamoRunStore;
+use mwaa_stop::workers::EcsWorkers;
+use serde_json::json;
+use support::proxy::{Faults, Proxy};
+use support::*;
+
+fn limits() -> FinalizerLimits {
+    FinalizerLimits {
+        wait: Duration::from_secs(60),
+        poll_initial: Duration::from_millis(50),
+        poll_max: Duration::from_millis(400),
+        run_concurrency: 8,
+        stop_concurrency: 8,
+    }
+}
+
+fn events(item: &std::collections::HashMap<String, AttributeValue>) -> Vec<String> {
+    item["History"].as_l().unwrap().iter().map(|e| e.as_m().unwrap()["Event"].as_s().unwrap().clone()).collect()
+}
+
+fn event<'a>(
+    item: &'a std::collections::HashMap<String, AttributeValue>,
+    name: &str,
+) -> &'a std::collections::HashMap<String, AttributeValue> {
+    item["History"]
+        .as_l()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_m().unwrap())
+        .find(|e| e["Event"].as_s().unwrap() == name)
+        .unwrap_or_else(|| panic!("no {name} event"))
+}
+
+/// Deliver the stream to the finalizer until it is quiet, as the event source
+/// mapping would (a run reported as a failure is delivered again).
+async fn drain(world: &World, tail: &mut StreamTail, finalizer: &Finalizer<DynamoRunStore, EcsWorkers>) -> usize {
+    let mut delivered = 0;
+    for _ in 0..20 {
+        let (event, n) = tail.next_event(&world.streams).await;
+        if n == 0 {
+            return delivered;
+        }
+        delivered += n;
+        let resp = finalizer.handle_batch(event, None).await;
+        assert!(resp.batch_item_failures.is_empty(), "unexpected failures: {:?}", resp.batch_item_failures);
+    }
+    panic!("the stream did not go quiet")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_finalize_reaches_stopped_only_after_every_worker_drained() {
+    let world = World::new().await;
+    let proxy = Proxy::start(&world.moto.url, Faults { hold_stopping: 3, ..Default::default() }).await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&proxy.url, limits()).await;
+    let mut tail = world.tail().await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(4).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!(reply.json["Status"], "STOPPING");
+    drain(&world, &mut tail, &finalizer).await;
+
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert!(item["Workers"].as_m().unwrap().is_empty(), "Workers emptied");
+    assert!(item.contains_key("CompletedOn"));
+    assert_eq!(events(&item), vec!["Started", "StopRequested", "Stopped"]);
+    assert_eq!(event(&item, "Stopped")["WorkersStopped"].as_n().unwrap(), "4");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 4]);
+
+    // The finalize write came after ECS reported every task STOPPED, never
+    // while the proxy still reported draining tasks.
+    let log = proxy.log();
+    let finalize = log.iter().position(|e| e == "UpdateItem:finalize").expect("a finalize write");
+    let last_draining = log.iter().rposition(|e| e == "DescribeTasks:not-all-stopped").expect("draining answers");
+    let all_stopped = log.iter().position(|e| e == "DescribeTasks:all-stopped").expect("an all-stopped answer");
+    assert!(last_draining < all_stopped && all_stopped < finalize, "{log:?}");
+    assert!(log.iter().filter(|e| e.starts_with("DescribeTasks")).count() >= 4, "several polls: {log:?}");
+    let stopped: Vec<_> = world.status_changes().await.into_iter().filter(|(_, n)| n == "STOPPED").collect();
+    assert_eq!(stopped, vec![("STOPPING".to_owned(), "STOPPED".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fan_out_is_finished_by_the_finalizer() {
+    let world = World::new().await;
+    // Every StopTask of the API fails, as if ECS were throttling or the API crashed.
+    let proxy = Proxy::start(&world.moto.url, Faults { fail_stop_task: 1000, ..Default::default() }).await;
+    let api = world.api_via(AuthMode::Iam, &proxy.url).await;
+    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let mut tail = world.tail().await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(3).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!((reply.status, reply.json["Status"].clone()), (200, json!("STOPPING")), "{}", reply.json);
+    assert_eq!(world.task_statuses(&workers).await, vec!["RUNNING"; 3], "the fan-out really failed");
+
+    drain(&world, &mut tail, &finalizer).await;
+    assert_eq!(world.get_item(&arn, "run-1").await.unwrap()["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_run_written_directly_still_ends_with_no_worker_running() {
+    let world = World::new().await;
+    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let mut tail = world.tail().await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(3).await;
+    let orphans = world.start_workers(2).await; // launched, never registered
+    world.put_run(&arn, "run-1", "STOPPING", &workers).await;
+    world.set(&arn, "run-1", "WorkerStartedBy", s("mwaa-scheduler")).await;
+    world.set(&arn, "run-1", "WorkerClusters", AttributeValue::Ss(vec![world.cluster.clone()])).await;
+
+    drain(&world, &mut tail, &finalizer).await;
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3]);
+    assert_eq!(world.task_statuses(&orphans).await, vec!["STOPPED"; 2], "the startedBy sweep stopped the orphans");
+    let stopped = event(&item, "Stopped");
+    assert_eq!(stopped["WorkersStopped"].as_n().unwrap(), "5");
+    assert_eq!(stopped["OrphansStopped"].as_n().unwrap(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_batches_give_one_stopped_transition() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let mut tail = world.tail().await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+    call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+    let (event, n) = tail.next_event(&world.streams).await;
+    assert!(n >= 2);
+    let event_again: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+    let (a, b) = tokio::join!(finalizer.handle_batch(event, None), finalizer.handle_batch(event_again, None));
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+    // ...and once more after the fact.
+    let mut again = world.tail().await;
+    let (all, _) = again.next_event(&world.streams).await;
+    assert!(finalizer.handle_batch(all, None).await.batch_item_failures.is_empty());
+
+    let stopped: Vec<_> = world.status_changes().await.into_iter().filter(|(_, n)| n == "STOPPED").collect();
+    assert_eq!(stopped.len(), 1, "exactly one STOPPED transition");
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(events(&item), vec!["Started", "StopRequested", "Stopped"]);
+}
+
+/// parent → child → grandchild, each with workers, children linked by `ChildRuns`.
+async fn tree(world: &World, policy: &str) -> (String, Vec<Vec<String>>) {
+    let arn = workflow_arn("tree");
+    let mut all_workers = Vec::new();
+    for run in ["parent", "child", "grandchild"] {
+        let w = world.start_workers(2).await;
+        world.put_run(&arn, run, "RUNNING", &w).await;
+        all_workers.push(w);
+    }
+    for (parent, child) in [("parent", "child"), ("child", "grandchild")] {
+        let link = AttributeValue::L(vec![AttributeValue::M(
+            [("WorkflowArn".to_owned(), s(&arn)), ("RunId".to_owned(), s(child))].into(),
+        )]);
+        world.set(&arn, parent, "ChildRuns", link).await;
+        world.set(&arn, parent, "ChildPolicy", s(policy)).await;
+    }
+    (arn, all_workers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_a_whole_tree_of_depth_two() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let mut tail = world.tail().await;
+    let (arn, workers) = tree(&world, "TERMINATE").await;
+
+    call(&api, &http_event(Some(STOP), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
+    drain(&world, &mut tail, &finalizer).await;
+
+    for (run, w) in ["parent", "child", "grandchild"].iter().zip(&workers) {
+        let item = world.get_item(&arn, run).await.unwrap();
+        assert_eq!(item["Status"].as_s().unwrap(), "STOPPED", "{run}");
+        assert_eq!(world.task_statuses(w).await, vec!["STOPPED"; 2], "{run}");
+    }
+    let parent = world.get_item(&arn, "parent").await.unwrap();
+    assert_eq!(events(&parent), vec!["Started", "StopRequested", "ChildPolicyApplied", "Stopped"]);
+    let applied = event(&parent, "ChildPolicyApplied");
+    assert_eq!(applied["Policy"].as_s().unwrap(), "TERMINATE");
+    assert_eq!(applied["Affected"].as_n().unwrap(), "1");
+    let child = world.get_item(&arn, "child").await.unwrap();
+    assert_eq!(child["StopRequestedBy"].as_s().unwrap(), &format!("parent-run:{arn}/parent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_cancel_marks_children_and_abandon_leaves_them_running() {
+    for policy in ["REQUEST_CANCEL", "ABANDON"] {
+        let world = World::new().await;
+        let api = world.api(AuthMode::Iam).await;
+        let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+        let mut tail = world.tail().await;
+        let (arn, workers) = tree(&world, policy).await;
+        call(&api, &http_event(Some(STOP), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
+        drain(&world, &mut tail, &finalizer).await;
+
+        assert_eq!(world.get_item(&arn, "parent").await.unwrap()["Status"].as_s().unwrap(), "STOPPED");
+        assert_eq!(world.task_statuses(&workers[0]).await, vec!["STOPPED"; 2]);
+        let child = world.get_item(&arn, "child").await.unwrap();
+        assert_eq!(child["Status"].as_s().unwrap(), "RUNNING", "{policy}: the child keeps running");
+        assert_eq!(world.task_statuses(&workers[1]).await, vec!["RUNNING"; 2], "{policy}");
+        let parent = world.get_item(&arn, "parent").await.unwrap();
+        assert_eq!(event(&parent, "ChildPolicyApplied")["Policy"].as_s().unwrap(), policy);
+        if policy == "REQUEST_CANCEL" {
+            assert_eq!(child["CancelRequested"].as_bool().unwrap(), &true);
+            assert_eq!(events(&child), vec!["Started", "CancelRequested"]);
+        } else {
+            assert!(!child.contains_key("CancelRequested"));
+            assert_eq!(events(&child), vec!["Started"]);
+        }
+        assert_eq!(world.get_item(&arn, "grandchild").await.unwrap()["Status"].as_s().unwrap(), "RUNNING");
+    }
+}
