@@ -25,10 +25,10 @@ lint:
 
 # Subsets, for a quicker loop while developing.
 unit:
-	cargo test --lib --test service_fakes --test adapters_mock
+	cargo test --lib --test service_fakes --test adapters_mock --test finalizer_fakes
 
 integration: venv
-	cargo test --test api_moto --test lambda_runtime
+	cargo test --test api_moto --test finalizer_moto --test lambda_runtime
 
 clean-venv:
 	rm -rf $(VENV)

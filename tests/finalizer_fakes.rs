@@ -457,3 +457,20 @@ async fn request_cancel_marks_active_children_once_and_abandon_leaves_them() {
     assert_eq!(f.store().status(&key("child", "c-running")), "RUNNING");
     assert!(f.store().events_of(&key("child", "c-running")).is_empty());
 }
+
+/// The committed sample event is a real stream event the finalizer acts on.
+#[tokio::test(start_paused = true)]
+async fn the_sample_stream_event_finalizes_its_run() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/stop-finalizer-stream.json");
+    let event: Event = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let RecordIntent::Finalize(k) = classify(&event.records[0]) else { panic!("the sample must ask for finalizing") };
+    assert_eq!(k.run_id, "manual-2026-11-21");
+    let table = Table::default();
+    let mut r = run("nightly-etl", "x", RunStatus::Stopping, &[]);
+    r.workflow_arn = k.workflow_arn.to_string();
+    r.run_id = k.run_id.clone();
+    table.put(r);
+    let f = Finalizer::new(table, Fleet::default(), limits());
+    assert!(failures(&f.handle_batch(event, None).await).is_empty());
+    assert_eq!(f.store().status(&k), "STOPPED");
+}

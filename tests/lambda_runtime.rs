@@ -13,13 +13,13 @@ use aws_sdk_mwaaserverless::operation::stop_workflow_run::StopWorkflowRunError;
 use aws_sdk_mwaaserverless::types::{ValidationExceptionReason, WorkflowRunStatus};
 use support::*;
 
-/// `cargo lambda watch` on a free port, serving `run-api` for local use.
+/// `cargo lambda watch` on a free port, serving both functions for local use:
+/// `run-api` behind a function URL, `stop-finalizer` through the Invoke API.
 async fn start_watch(moto_url: &str) -> (Guard, String) {
     let port = free_port();
     let mut cmd = Command::new(venv_bin("cargo-lambda"));
     cmd.current_dir(project_dir())
         .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A", "127.0.0.1", "-P", &port.to_string()])
-        .args(["--bin", "run-api"])
         .arg("--env-var")
         .arg(format!(
             "RUNS_TABLE=WorkflowRuns,ALLOW_UNAUTHENTICATED_LOCAL=true,AWS_ENDPOINT_URL={moto_url},AWS_REGION={REGION},\
@@ -53,13 +53,15 @@ async fn start_watch(moto_url: &str) -> (Guard, String) {
         assert!(started.elapsed() < Duration::from_secs(1200), "run-api never answered:\n{}", guard.log_tail());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    (guard, endpoint)
+    (guard, base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_sdk_and_botocore_clients_work_unchanged_through_the_lambda_runtime() {
     let world = World::new().await;
-    let (_watch, endpoint) = start_watch(&world.moto.url).await;
+    let mut tail = world.tail().await;
+    let (_watch, base) = start_watch(&world.moto.url).await;
+    let endpoint = format!("{base}/lambda-url/run-api");
     let arn = workflow_arn("nightly");
     let workers = world.start_workers(3).await;
     world.put_run(&arn, "run-1", "RUNNING", &workers).await;
@@ -121,4 +123,20 @@ async fn aws_sdk_and_botocore_clients_work_unchanged_through_the_lambda_runtime(
 
     let changes = world.status_changes().await;
     assert_eq!(changes, vec![("RUNNING".to_owned(), "STOPPING".to_owned())]);
+
+    // The stream's records, delivered to the finalizer through the Lambda Invoke API.
+    let (event, n) = tail.next_event(&world.streams).await;
+    assert!(n >= 2);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/2015-03-31/functions/stop-finalizer/invocations"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "invoke: {}", resp.status());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["batchItemFailures"], serde_json::json!([]), "{body}");
+    let got = client.get_workflow_run().workflow_arn(&arn).run_id("run-1").send().await.unwrap();
+    assert_eq!(got.run_detail().unwrap().run_state(), Some(&WorkflowRunStatus::Stopped));
+    assert!(got.run_detail().unwrap().completed_on().is_some());
 }
