@@ -6,10 +6,34 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv lint unit integration clean-venv
+LOCAL_AWS_PORT ?= 5000
+LOCAL_API_PORT ?= 9000
+WORKERS ?= 3
+CHILDREN ?= 0
+CHILD_POLICY ?= TERMINATE
 
-test: venv lint
+.PHONY: test venv lint unit integration pytest local demo seed clean-venv
+
+test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
+
+# The local stream mapping's own tests (filtering, batching, partial failures).
+pytest: venv
+	cd tools && ../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
+# The whole service on this machine, in the foreground (Ctrl-C stops it).
+local: venv
+	@$(VENV)/bin/python tools/local_stack.py up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+
+# The guided tour: start, stop a run with the AWS CLI, watch it reach STOPPED, shut down.
+demo: venv
+	@$(VENV)/bin/python tools/local_stack.py demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+
+# Seed another run into a running `make local`.
+seed:
+	@[ -x $(VENV)/bin/python ] || { echo "make: run 'make local' first." >&2; exit 1; }
+	@$(VENV)/bin/python tools/local_stack.py seed --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
+		--workers $(WORKERS) --children $(CHILDREN) $(if $(filter-out 0,$(CHILDREN)),--child-policy $(CHILD_POLICY))
 
 venv: $(STAMP)
 

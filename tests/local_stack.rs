@@ -1,0 +1,177 @@
+//! `make local` end to end: start the local stack on free ports, stop its
+//! seeded demo run with the real `aws-sdk-mwaaserverless` client, see STOPPED
+//! through GetWorkflowRun within a bound with every ECS task stopped (the
+//! stream mapping delivered the record to the finalizer), then SIGTERM the
+//! stack and check it exits 0 leaving no process behind.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_mwaaserverless::types::WorkflowRunStatus;
+use support::*;
+
+/// `(pid, start time)` of every descendant of `root`, read from /proc.
+fn descendants(root: u32) -> HashSet<(u32, u64)> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // fields after the command name (which may contain spaces) start at ')'
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ppid: u32 = rest[1].parse().unwrap();
+        let start: u64 = rest[19].parse().unwrap();
+        parent_of.push((pid, ppid, start));
+    }
+    let mut found = HashSet::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid, start) in &parent_of {
+            if ppid == p && found.insert((pid, start)) {
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+fn alive(pid: u32, start: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        rest[19].parse::<u64>().ok() == Some(start) && rest[0] != "Z"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
+    let (aws_port, api_port) = (free_port(), free_port());
+    let log_dir = log_dir().join(format!("local-stack-{api_port}"));
+    let mut stack = Command::new(venv_bin("python"))
+        .current_dir(project_dir())
+        .args(["tools/local_stack.py", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the local stack");
+    let pid = stack.id();
+    // If an assertion fails, SIGTERM the stack so it cleans up after itself.
+    struct Term(u32);
+    impl Drop for Term {
+        fn drop(&mut self) {
+            if std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
+                let _ = Command::new("kill").args(["-TERM", &self.0.to_string()]).stderr(Stdio::null()).status();
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        }
+    }
+    let _term = Term(pid);
+
+    // Read its output on a thread; wait for READY and the demo run.
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = stack.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut api, mut aws, mut demo) = (None, None, None);
+    let mut transcript: Vec<String> = Vec::new();
+    let started = Instant::now();
+    while !transcript.last().is_some_and(|l| l.starts_with("Serving.")) {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("READY ") {
+                    for part in rest.split(' ') {
+                        if let Some(v) = part.strip_prefix("api=") {
+                            api = Some(v.to_owned());
+                        }
+                        if let Some(v) = part.strip_prefix("aws=") {
+                            aws = Some(v.to_owned());
+                        }
+                    }
+                }
+                if let Some(rest) = line.strip_prefix("DEMO ") {
+                    let mut it = rest.split(' ').map(|p| p.split_once('=').unwrap().1.to_owned());
+                    demo = Some((it.next().unwrap(), it.next().unwrap()));
+                }
+                transcript.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(status)) = stack.try_wait() {
+                    panic!("the stack exited with {status} before READY:\n{}", transcript.join("\n"));
+                }
+                assert!(started.elapsed() < Duration::from_secs(1500), "no READY:\n{}", transcript.join("\n"));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("stdout closed:\n{}", transcript.join("\n")),
+        }
+    }
+    let (api, aws) = (api.expect("READY names the API"), aws.expect("READY names moto"));
+    let (arn, run_id) = demo.unwrap();
+    assert_eq!(api, format!("http://127.0.0.1:{api_port}/lambda-url/run-api"));
+    assert!(transcript.iter().any(|l| l.contains("aws mwaa-serverless stop-workflow-run --endpoint-url")));
+
+    let client = aws_sdk_mwaaserverless::Client::new(&sdk_config_for(&api).await);
+    let out = client.stop_workflow_run().workflow_arn(&arn).run_id(&run_id).send().await.expect("stop");
+    assert_eq!(out.status(), Some(&WorkflowRunStatus::Stopping));
+    let stopped_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = client.get_workflow_run().workflow_arn(&arn).run_id(&run_id).send().await.unwrap();
+        if got.run_detail().unwrap().run_state() == Some(&WorkflowRunStatus::Stopped) {
+            break;
+        }
+        assert!(
+            Instant::now() < stopped_by,
+            "the run did not reach STOPPED within 60 s; logs in {}",
+            log_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every worker task of the stack's ECS is stopped.
+    let ecs = aws_sdk_ecs::Client::new(&sdk_config_for(&aws).await);
+    let listed = ecs.list_tasks().cluster("mwaa-workers").send().await.unwrap();
+    let tasks = listed.task_arns().to_vec();
+    assert_eq!(tasks.len(), 3, "the demo run has three workers");
+    let described = ecs.describe_tasks().cluster("mwaa-workers").set_tasks(Some(tasks)).send().await.unwrap();
+    for t in described.tasks() {
+        assert_eq!(t.last_status(), Some("STOPPED"), "{:?}", t.task_arn());
+    }
+
+    // SIGTERM: everything it started goes, and it exits 0.
+    let children = descendants(pid);
+    assert!(children.len() >= 3, "moto, cargo lambda watch and the functions run under it: {children:?}");
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = stack.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the stack did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "exit status {exit}");
+    let left: Vec<_> = children.iter().filter(|(p, s)| alive(*p, *s)).collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_sentence() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let out = Command::new(venv_bin("python"))
+        .current_dir(project_dir())
+        .args(["tools/local_stack.py", "up", "--aws-port", &port.to_string(), "--api-port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one sentence, no trace: {err}");
+    assert!(err.contains(&format!("Port {port} (LOCAL_AWS_PORT) is already in use")), "{err}");
+}
