@@ -12,10 +12,17 @@ WORKERS ?= 3
 CHILDREN ?= 0
 CHILD_POLICY ?= TERMINATE
 
-.PHONY: test venv lint unit integration pytest local demo seed clean-venv
+.PHONY: test venv lint unit integration pytest local demo seed bench clean-venv
 
 test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
+	cargo run --quiet --example bench -- --smoke --out target/bench-smoke
+
+# The benchmark (numbers, never a pass/fail): release binaries, then every
+# measurement in one run; results in bench/results/latest.{md,json}.
+bench:
+	cargo build --release --bins --example bench
+	cargo run --release --quiet --example bench
 
 # The local stream mapping's own tests (filtering, batching, partial failures).
 pytest: venv
@@ -40,7 +47,8 @@ venv: $(STAMP)
 $(STAMP): tools/requirements-test.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.9 or newer (python3 and its venv module)." >&2; exit 1; }
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV): install Python's venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt || { echo "make: installing the test tools into $(VENV) failed (see pip's message above)." >&2; exit 1; }
+	@echo "- installing moto, cargo-lambda and the AWS CLI into $(VENV)/ (first time only)"
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt || { echo "make: installing the test tools into $(VENV) failed (see pip's message above)." >&2; exit 1; }
 	@touch $@
 
 lint:

@@ -279,10 +279,11 @@ def seed_run(
     workers: int = 3,
     children: int = 0,
     child_policy: str | None = None,
-    _depth: int = 0,
+    child_keys_out: list | None = None,
 ) -> tuple[str, str, list[str]]:
     """Write a RUNNING run with `workers` real ECS tasks (and, if asked, child
-    runs with one worker each). Returns (workflow ARN, run id, task ARNs)."""
+    runs with one worker each, whose keys go to `child_keys_out`). Returns
+    (workflow ARN, run id, task ARNs)."""
     ddb, _, ecs = clients(aws_url)
     arn = workflow_arn(workflow)
     run_id = run_id or f"run-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -310,7 +311,9 @@ def seed_run(
     }
     child_keys = []
     for i in range(children):
-        c_arn, c_run, _ = seed_run(aws_url, f"{workflow}-child{i + 1}", f"{run_id}-c{i + 1}", 1, 0, None, _depth + 1)
+        c_arn, c_run, _ = seed_run(aws_url, f"{workflow}-child{i + 1}", f"{run_id}-c{i + 1}", 1)
+        if child_keys_out is not None:
+            child_keys_out.append((c_arn, c_run))
         child_keys.append({"M": {"WorkflowArn": {"S": c_arn}, "RunId": {"S": c_run}}})
     if child_keys:
         item["ChildRuns"] = {"L": child_keys}
@@ -374,13 +377,16 @@ def cmd_up(args) -> int:
 def cmd_seed(args) -> int:
     aws_url = f"http://127.0.0.1:{args.aws_port}"
     api_url = f"http://127.0.0.1:{args.api_port}/lambda-url/run-api"
+    kids: list[tuple[str, str]] = []
     try:
-        arn, run_id, tasks = seed_run(aws_url, args.workflow, args.run_id, args.workers, args.children, args.child_policy)
+        arn, run_id, tasks = seed_run(aws_url, args.workflow, args.run_id, args.workers, args.children, args.child_policy, kids)
     except Exception as e:
         print(f"seed: could not reach the local stack at {aws_url} ({e.__class__.__name__}): is `make local` running?", file=sys.stderr)
         return 1
     say(f"seeded {run_id}: RUNNING, {len(tasks)} workers, {args.children} child run(s)" + (f", policy {args.child_policy}" if args.children else ""))
     say(f"RUN workflow_arn={arn} run_id={run_id}")
+    for c_arn, c_run in kids:
+        say(f"CHILD workflow_arn={c_arn} run_id={c_run}")
     say(cli_commands(api_url, arn, run_id))
     return 0
 

@@ -1,0 +1,411 @@
+//! `make bench`: what a stop costs, measured in one run on this machine.
+//!
+//! 1. Stop latency vs workers (the real handler and SDK clients against an
+//!    AWS-protocol responder with a fixed service latency D), p50/p99 and the
+//!    ratio to the round-trip floor D × (1 + ceil(N / concurrency)).
+//! 2. Requests per stop, counted at the responder.
+//! 3. Cold start of the release binary under a minimal Lambda Runtime API.
+//! 4. Binary sizes and peak RSS during an N = 500 stop.
+//! 5. Finalizer throughput: 100 STOPPING runs × 10 workers in one batch.
+//! 6. Server-side throughput of one `run-api` process with managed concurrency.
+//!
+//! `--smoke` runs one tiny configuration (for `make test`); it never judges a
+//! number. Results: printed, and written to bench/results/latest.{md,json}.
+
+mod responder;
+mod runtime_api;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use hyper::body::Bytes;
+use mwaa_stop::api::{Api, ApiSettings, AuthMode};
+use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
+use mwaa_stop::service::{FanOutLimits, Service};
+use mwaa_stop::store::DynamoRunStore;
+use mwaa_stop::workers::EcsWorkers;
+use responder::{workers_of, Responder};
+use runtime_api::RuntimeApi;
+use serde_json::{json, Value};
+
+const ARN: &str = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/bench-abcDEF1234";
+const CONCURRENCY: usize = 32;
+
+struct Opts {
+    smoke: bool,
+    latency: Duration,
+    out: PathBuf,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    Opts {
+        smoke: args.iter().any(|a| a == "--smoke"),
+        latency: Duration::from_millis(value("--latency-ms").map_or(10, |v| v.parse().expect("--latency-ms N"))),
+        out: PathBuf::from(value("--out").unwrap_or_else(|| "bench/results".into())),
+    }
+}
+
+async fn sdk(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await
+}
+
+/// An HTTP API (payload 2.0) stop event with an IAM identity.
+fn stop_event(run_id: &str) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "POST /", "rawPath": "/", "rawQueryString": "",
+        "headers": {"content-type": "application/x-amz-json-1.0", "x-amz-target": "AmazonMWAAServerless.StopWorkflowRun"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+            "authorizer": {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/bench",
+                                    "callerId": "AIDA", "accessKey": "AKIA", "userId": "AIDA"}},
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "requestId": "bench", "routeKey": "POST /", "stage": "$default", "time": "21/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+        },
+        "body": json!({"WorkflowArn": ARN, "RunId": run_id}).to_string(),
+        "isBase64Encoded": false
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct LatencyRow {
+    n: usize,
+    runs: usize,
+    p50: Duration,
+    p99: Duration,
+    floor: Duration,
+    naive_floor: Duration,
+    dynamodb_requests: u64,
+    ecs_requests: u64,
+}
+
+async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
+    let conf = sdk(&responder.url).await;
+    let api = Api::new(
+        Service::new(
+            DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
+            EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+            FanOutLimits { concurrency: CONCURRENCY, budget: Duration::from_secs(30) },
+        ),
+        ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
+    );
+    let plan: &[(usize, usize)] =
+        if o.smoke { &[(0, 3), (3, 3)] } else { &[(0, 400), (1, 400), (10, 300), (100, 150), (500, 40)] };
+    let mut rows = Vec::new();
+    for &(n, runs) in plan {
+        // Warm the connection pools first: the steady state is what is measured.
+        for i in 0..5 {
+            let _ = api.handle(lambda_http::request::from_str(&stop_event(&format!("n{n}-warm{i}")).to_string()).unwrap()).await;
+        }
+        let mut samples = Vec::with_capacity(runs);
+        let (mut ddb, mut ecs) = (0, 0);
+        for i in 0..runs {
+            let req = lambda_http::request::from_str(&stop_event(&format!("n{n}-{i}")).to_string()).unwrap();
+            let (d0, e0, _) = responder.counts.snapshot();
+            let t = Instant::now();
+            let resp = api.handle(req).await;
+            samples.push(t.elapsed());
+            let (d1, e1, _) = responder.counts.snapshot();
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            (ddb, ecs) = (d1 - d0, e1 - e0);
+            assert_eq!(workers_of(&format!("n{n}-{i}")), n);
+        }
+        samples.sort();
+        let waves = n.div_ceil(CONCURRENCY) as u32;
+        rows.push(LatencyRow {
+            n,
+            runs,
+            p50: percentile(&samples, 0.5),
+            p99: percentile(&samples, 0.99),
+            floor: o.latency * (1 + waves),
+            naive_floor: o.latency * (2 + n as u32),
+            dynamodb_requests: ddb,
+            ecs_requests: ecs,
+        });
+    }
+    rows
+}
+
+struct FinalizerRow {
+    runs: usize,
+    workers_each: usize,
+    elapsed: Duration,
+    floor: Duration,
+}
+
+async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
+    let conf = sdk(&responder.url).await;
+    let limits = FinalizerLimits::default();
+    let f = Finalizer::new(
+        DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
+        EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+        limits,
+    );
+    let (runs, workers_each): (usize, usize) = if o.smoke { (4, 2) } else { (100, 10) };
+    let batch = |tag: &str| -> aws_lambda_events::event::dynamodb::Event {
+        let records: Vec<Value> = (0..runs)
+            .map(|i| {
+                let key = json!({"WorkflowArn": {"S": ARN}, "RunId": {"S": format!("n{workers_each}-{tag}{i}")}});
+                let mut image = key.clone();
+                image["Status"] = json!({"S": "STOPPING"});
+                json!({"eventID": format!("{i}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                       "dynamodb": {"ApproximateCreationDateTime": 0, "Keys": key, "NewImage": image,
+                                    "SequenceNumber": format!("{i}"), "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES"}})
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    };
+    let _ = f.handle_batch(batch("warm"), None).await;
+    let t = Instant::now();
+    let resp = f.handle_batch(batch("run"), None).await;
+    let elapsed = t.elapsed();
+    assert!(resp.batch_item_failures.is_empty());
+    // GetItem, DescribeTasks, UpdateItem per run, `run_concurrency` runs at a time.
+    let floor = o.latency * 3 * runs.div_ceil(limits.run_concurrency) as u32;
+    FinalizerRow { runs, workers_each, elapsed, floor }
+}
+
+fn binary(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release").join(name)
+}
+
+fn spawn_function(bin: &Path, runtime: &RuntimeApi, responder: &Responder, max_concurrency: usize) -> std::process::Child {
+    Command::new(bin)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "run-api")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .env("AWS_LAMBDA_MAX_CONCURRENCY", max_concurrency.to_string())
+        .env("AWS_ENDPOINT_URL", &responder.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("RUNS_TABLE", "Runs")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the release binary (make bench builds it)")
+}
+
+async fn wait_first_poll(runtime: &RuntimeApi) -> Instant {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = runtime.first_poll() {
+            return t;
+        }
+        assert!(Instant::now() < give_up, "the function never polled the runtime API");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+struct ColdStart {
+    starts: usize,
+    init_median: Duration,
+    first_invoke_median: Duration,
+}
+
+async fn cold_start(responder: &Responder, starts: usize) -> ColdStart {
+    let (mut inits, mut firsts) = (Vec::new(), Vec::new());
+    for i in 0..starts {
+        let runtime = RuntimeApi::start().await;
+        let t0 = Instant::now();
+        let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
+        let polled = wait_first_poll(&runtime).await;
+        let sent = Instant::now();
+        let (done, body) =
+            runtime.invoke(format!("cold{i}"), Bytes::from(stop_event(&format!("n1-cold{i}")).to_string())).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("STOPPING"), "{body:?}");
+        inits.push(polled - t0);
+        firsts.push(done - sent);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    inits.sort();
+    firsts.sort();
+    ColdStart { starts, init_median: percentile(&inits, 0.5), first_invoke_median: percentile(&firsts, 0.5) }
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn peak_rss_kib(responder: &Responder, n: usize) -> (u64, u64) {
+    let runtime = RuntimeApi::start().await;
+    let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
+    wait_first_poll(&runtime).await;
+    let idle = vm_hwm_kib(child.id());
+    let (_, body) = runtime.invoke("rss".into(), Bytes::from(stop_event(&format!("n{n}-rss")).to_string())).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("STOPPING"));
+    let peak = vm_hwm_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (idle, peak)
+}
+
+/// Stops per second from one process: `requests` stops of one worker each,
+/// with `max_concurrency` invocations in flight (Lambda Managed Instances).
+async fn process_throughput(responder: &Responder, max_concurrency: usize, requests: usize) -> f64 {
+    let runtime = RuntimeApi::start().await;
+    let mut child = spawn_function(&binary("run-api"), &runtime, responder, max_concurrency);
+    wait_first_poll(&runtime).await;
+    let t = Instant::now();
+    let waits: Vec<_> = (0..requests)
+        .map(|i| runtime.invoke(format!("t{max_concurrency}-{i}"), Bytes::from(stop_event(&format!("n1-t{i}")).to_string())))
+        .collect();
+    for w in waits {
+        w.await.unwrap();
+    }
+    let rate = requests as f64 / t.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    rate
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {cpu}, {}", std::env::consts::ARCH)
+}
+
+fn today() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().ok();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}
+
+fn size_of(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let o = opts();
+    let responder = Arc::new(Responder::start(o.latency).await);
+    let mut md = String::new();
+    let mut js = json!({"machine": machine(), "date": today(), "service_latency_ms": ms(o.latency), "smoke": o.smoke});
+    md.push_str(&format!(
+        "# Benchmark results\n\n{} — {}; injected service latency D = {} ms; StopTask concurrency {CONCURRENCY}.\n\n",
+        today(),
+        machine(),
+        ms(o.latency)
+    ));
+
+    let rows = stop_latency(&o, &responder).await;
+    md.push_str("## 1–2. Stop latency vs workers, and requests per stop\n\n");
+    md.push_str("| workers N | runs | p50 ms | p99 ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut jrows = Vec::new();
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
+            r.n,
+            r.runs,
+            ms(r.p50),
+            ms(r.p99),
+            ms(r.floor),
+            ms(r.p50) / ms(r.floor),
+            ms(r.p99) / ms(r.floor),
+            ms(r.naive_floor),
+            r.dynamodb_requests,
+            r.ecs_requests
+        ));
+        jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99), "floor_ms": ms(r.floor),
+            "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
+            "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests}));
+    }
+    js["stop_latency"] = json!(jrows);
+
+    let fin = finalizer_throughput(&o, &responder).await;
+    let rate = fin.runs as f64 / fin.elapsed.as_secs_f64();
+    md.push_str(&format!(
+        "\n## 5. Finalizer throughput\n\n{} STOPPING runs × {} workers in one batch: {:.1} ms, {:.0} records/s; floor {:.0} ms (3 round trips per run, {} runs at a time), ratio {:.2}.\n",
+        fin.runs,
+        fin.workers_each,
+        ms(fin.elapsed),
+        rate,
+        ms(fin.floor),
+        FinalizerLimits::default().run_concurrency,
+        ms(fin.elapsed) / ms(fin.floor)
+    ));
+    js["finalizer"] = json!({"runs": fin.runs, "workers_each": fin.workers_each, "elapsed_ms": ms(fin.elapsed),
+        "records_per_s": rate, "floor_ms": ms(fin.floor), "ratio": ms(fin.elapsed) / ms(fin.floor)});
+
+    if o.smoke {
+        println!("{md}");
+        println!("smoke: the benchmark compiles and runs; binaries, cold start and memory are measured by `make bench`");
+        return;
+    }
+
+    let sizes: Vec<(String, Option<u64>, Option<u64>)> = ["run-api", "stop-finalizer"]
+        .iter()
+        .map(|b| {
+            let arm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aarch64-unknown-linux-gnu/release").join(b);
+            (b.to_string(), size_of(&binary(b)), size_of(&arm))
+        })
+        .collect();
+    md.push_str("\n## 4. Size and memory\n\n| binary | x86-64 stripped | arm64 stripped |\n|---|---:|---:|\n");
+    for (b, x, a) in &sizes {
+        let fmt = |v: &Option<u64>| v.map_or("not built here".to_owned(), |v| format!("{:.2} MiB", v as f64 / 1048576.0));
+        md.push_str(&format!("| {b} | {} | {} |\n", fmt(x), fmt(a)));
+    }
+    js["sizes"] = json!(sizes.iter().map(|(b, x, a)| json!({"binary": b, "x86_64_bytes": x, "arm64_bytes": a})).collect::<Vec<_>>());
+    let (idle, peak) = peak_rss_kib(&responder, 500).await;
+    md.push_str(&format!(
+        "\nPeak RSS of `run-api`: {:.1} MiB after init, {:.1} MiB during an N = 500 stop.\n",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    ));
+    js["rss"] = json!({"after_init_kib": idle, "peak_n500_kib": peak});
+
+    let cold = cold_start(&responder, 25).await;
+    md.push_str(&format!(
+        "\n## 3. Cold start (release `run-api`, {} starts, medians)\n\nexec → first poll of the Runtime API (init, SDK clients built): {:.1} ms; first invoke (N = 1 stop, 2 × D of it service latency): {:.1} ms.\n",
+        cold.starts,
+        ms(cold.init_median),
+        ms(cold.first_invoke_median)
+    ));
+    js["cold_start"] = json!({"starts": cold.starts, "init_median_ms": ms(cold.init_median), "first_invoke_median_ms": ms(cold.first_invoke_median)});
+
+    let seq = process_throughput(&responder, 1, 150).await;
+    let conc = process_throughput(&responder, 64, 3000).await;
+    md.push_str(&format!(
+        "\n## 6. Server-side throughput of one process (N = 1 stops, floor 2 × D each)\n\nsequential (classic Lambda, one invocation at a time): {seq:.0} stops/s (floor-bound: {:.0}/s); AWS_LAMBDA_MAX_CONCURRENCY=64 (Lambda Managed Instances, `run_concurrent`): {conc:.0} stops/s, {:.1}× sequential.\n",
+        1000.0 / (2.0 * ms(o.latency)),
+        conc / seq
+    ));
+    js["process_throughput"] = json!({"sequential_per_s": seq, "concurrency_64_per_s": conc});
+
+    println!("{md}");
+    std::fs::create_dir_all(&o.out).unwrap();
+    std::fs::write(o.out.join("latest.md"), &md).unwrap();
+    std::fs::write(o.out.join("latest.json"), serde_json::to_string_pretty(&js).unwrap()).unwrap();
+    println!("written: {}/latest.md and latest.json", o.out.display());
+}

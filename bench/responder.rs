@@ -1,0 +1,167 @@
+//! An AWS-protocol endpoint that answers exactly what a stop and a finalize
+//! send (DynamoDB `UpdateItem` / `GetItem`, ECS `StopTask` / `DescribeTasks` /
+//! `ListTasks`) after a fixed service latency `D`, and counts every request.
+//!
+//! Benchmark scaffolding, not product code: moto's own per-request time (and
+//! its GIL) would blur the round-trip floor the benchmark measures against.
+//!
+//! A run's worker count is encoded in its id: `n{N}-...` has N workers.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+#[derive(Default, Debug)]
+pub struct Counts {
+    pub update_item: AtomicU64,
+    pub get_item: AtomicU64,
+    pub stop_task: AtomicU64,
+    pub describe_tasks: AtomicU64,
+    pub list_tasks: AtomicU64,
+    pub other: AtomicU64,
+}
+
+impl Counts {
+    pub fn dynamodb(&self) -> u64 {
+        self.update_item.load(Ordering::SeqCst) + self.get_item.load(Ordering::SeqCst)
+    }
+    pub fn ecs(&self) -> u64 {
+        self.stop_task.load(Ordering::SeqCst)
+            + self.describe_tasks.load(Ordering::SeqCst)
+            + self.list_tasks.load(Ordering::SeqCst)
+    }
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (self.dynamodb(), self.ecs(), self.other.load(Ordering::SeqCst))
+    }
+}
+
+pub struct Responder {
+    pub url: String,
+    pub counts: Arc<Counts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn workers_of(run_id: &str) -> usize {
+    run_id.strip_prefix('n').and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+pub fn task_arn(run_id: &str, i: usize) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/bench/{run_id}-{i:04}")
+}
+
+fn s(v: &str) -> Value {
+    json!({ "S": v })
+}
+
+fn run_item(key: &Value, status: &str) -> Value {
+    let run_id = key["RunId"]["S"].as_str().unwrap_or("n0-x").to_owned();
+    let workers: serde_json::Map<String, Value> =
+        (0..workers_of(&run_id)).map(|i| (task_arn(&run_id, i), s("bench"))).collect();
+    json!({
+        "WorkflowArn": key["WorkflowArn"], "RunId": key["RunId"], "Status": s(status),
+        "WorkflowVersion": s("1"), "Workers": {"M": workers},
+        "History": {"L": [{"M": {"Event": s("Started"), "At": s("2026-11-21T00:00:00.000Z")}}]}
+    })
+}
+
+fn answer(target: &str, body: &Value, counts: &Counts) -> Value {
+    match target {
+        "DynamoDB_20120810.UpdateItem" => {
+            counts.update_item.fetch_add(1, Ordering::Relaxed);
+            if body["ReturnValues"] == "ALL_NEW" {
+                json!({ "Attributes": run_item(&body["Key"], "STOPPING") })
+            } else {
+                json!({})
+            }
+        }
+        "DynamoDB_20120810.GetItem" => {
+            counts.get_item.fetch_add(1, Ordering::Relaxed);
+            json!({ "Item": run_item(&body["Key"], "STOPPING") })
+        }
+        "AmazonEC2ContainerServiceV20141113.StopTask" => {
+            counts.stop_task.fetch_add(1, Ordering::Relaxed);
+            json!({"task": {"taskArn": body["task"], "lastStatus": "RUNNING", "desiredStatus": "STOPPED"}})
+        }
+        "AmazonEC2ContainerServiceV20141113.DescribeTasks" => {
+            counts.describe_tasks.fetch_add(1, Ordering::Relaxed);
+            let tasks: Vec<Value> = body["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| json!({"taskArn": t, "lastStatus": "STOPPED", "desiredStatus": "STOPPED"}))
+                .collect();
+            json!({ "tasks": tasks, "failures": [] })
+        }
+        "AmazonEC2ContainerServiceV20141113.ListTasks" => {
+            counts.list_tasks.fetch_add(1, Ordering::Relaxed);
+            json!({ "taskArns": [] })
+        }
+        _ => {
+            counts.other.fetch_add(1, Ordering::Relaxed);
+            json!({})
+        }
+    }
+}
+
+impl Responder {
+    pub async fn start(latency: Duration) -> Responder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let _ = stream.set_nodelay(true);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let c = c.clone();
+                        async move {
+                            let target = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            let out = answer(&target, &body, &c);
+                            tokio::time::sleep(latency).await;
+                            let ctype = if target.starts_with("DynamoDB") {
+                                "application/x-amz-json-1.0"
+                            } else {
+                                "application/x-amz-json-1.1"
+                            };
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", ctype)
+                                    .header("x-amzn-requestid", "bench")
+                                    .body(Full::new(Bytes::from(out.to_string())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Responder { url, counts, task }
+    }
+}
