@@ -17,10 +17,12 @@ CHILD_POLICY ?= TERMINATE
 test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
 	cargo run --quiet --example bench -- --smoke --out target/bench-smoke
+	$(MAKE) --no-print-directory template-check
 
-# The benchmark (numbers, never a pass/fail): release binaries, then every
-# measurement in one run; results in bench/results/latest.{md,json}.
-bench:
+# The benchmark (numbers, never a pass/fail): release binaries (x86-64 here,
+# arm64 through the SAM build), then every measurement in one run; results in
+# bench/results/latest.{md,json}.
+bench: template-build
 	cargo build --release --bins --example bench
 	cargo run --release --quiet --example bench
 
@@ -64,3 +66,6 @@ integration: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The SAM template's checks (template-check, sam-venv, ...).
+include mk/template.mk

@@ -112,7 +112,9 @@ async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
     for &(n, runs) in plan {
         // Warm the connection pools first: the steady state is what is measured.
         for i in 0..5 {
-            let _ = api.handle(lambda_http::request::from_str(&stop_event(&format!("n{n}-warm{i}")).to_string()).unwrap()).await;
+            let _ = api
+                .handle(lambda_http::request::from_str(&stop_event(&format!("n{n}-warm{i}")).to_string()).unwrap())
+                .await;
         }
         let mut samples = Vec::with_capacity(runs);
         let (mut ddb, mut ecs) = (0, 0);
@@ -186,7 +188,12 @@ fn binary(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release").join(name)
 }
 
-fn spawn_function(bin: &Path, runtime: &RuntimeApi, responder: &Responder, max_concurrency: usize) -> std::process::Child {
+fn spawn_function(
+    bin: &Path,
+    runtime: &RuntimeApi,
+    responder: &Responder,
+    max_concurrency: usize,
+) -> std::process::Child {
     Command::new(bin)
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
@@ -233,8 +240,10 @@ async fn cold_start(responder: &Responder, starts: usize) -> ColdStart {
         let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
         let polled = wait_first_poll(&runtime).await;
         let sent = Instant::now();
-        let (done, body) =
-            runtime.invoke(format!("cold{i}"), Bytes::from(stop_event(&format!("n1-cold{i}")).to_string())).await.unwrap();
+        let (done, body) = runtime
+            .invoke(format!("cold{i}"), Bytes::from(stop_event(&format!("n1-cold{i}")).to_string()))
+            .await
+            .unwrap();
         assert!(String::from_utf8_lossy(&body).contains("STOPPING"), "{body:?}");
         inits.push(polled - t0);
         firsts.push(done - sent);
@@ -260,7 +269,8 @@ async fn peak_rss_kib(responder: &Responder, n: usize) -> (u64, u64) {
     let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
     wait_first_poll(&runtime).await;
     let idle = vm_hwm_kib(child.id());
-    let (_, body) = runtime.invoke("rss".into(), Bytes::from(stop_event(&format!("n{n}-rss")).to_string())).await.unwrap();
+    let (_, body) =
+        runtime.invoke("rss".into(), Bytes::from(stop_event(&format!("n{n}-rss")).to_string())).await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("STOPPING"));
     let peak = vm_hwm_kib(child.id());
     let _ = child.kill();
@@ -276,7 +286,9 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
     wait_first_poll(&runtime).await;
     let t = Instant::now();
     let waits: Vec<_> = (0..requests)
-        .map(|i| runtime.invoke(format!("t{max_concurrency}-{i}"), Bytes::from(stop_event(&format!("n1-t{i}")).to_string())))
+        .map(|i| {
+            runtime.invoke(format!("t{max_concurrency}-{i}"), Bytes::from(stop_event(&format!("n1-t{i}")).to_string()))
+        })
         .collect();
     for w in waits {
         w.await.unwrap();
@@ -290,7 +302,10 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cores} cores, {cpu}, {}", std::env::consts::ARCH)
@@ -360,23 +375,31 @@ async fn main() {
 
     if o.smoke {
         println!("{md}");
-        println!("smoke: the benchmark compiles and runs; binaries, cold start and memory are measured by `make bench`");
+        println!(
+            "smoke: the benchmark compiles and runs; binaries, cold start and memory are measured by `make bench`"
+        );
         return;
     }
 
     let sizes: Vec<(String, Option<u64>, Option<u64>)> = ["run-api", "stop-finalizer"]
         .iter()
         .map(|b| {
-            let arm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/aarch64-unknown-linux-gnu/release").join(b);
+            // `make bench` builds arm64 through the SAM build (cargo-lambda + zig).
+            let dir = if *b == "run-api" { "RunApiFunction" } else { "StopFinalizerFunction" };
+            let arm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sam/build").join(dir).join("bootstrap");
             (b.to_string(), size_of(&binary(b)), size_of(&arm))
         })
         .collect();
     md.push_str("\n## 4. Size and memory\n\n| binary | x86-64 stripped | arm64 stripped |\n|---|---:|---:|\n");
     for (b, x, a) in &sizes {
-        let fmt = |v: &Option<u64>| v.map_or("not built here".to_owned(), |v| format!("{:.2} MiB", v as f64 / 1048576.0));
+        let fmt =
+            |v: &Option<u64>| v.map_or("not built here".to_owned(), |v| format!("{:.2} MiB", v as f64 / 1048576.0));
         md.push_str(&format!("| {b} | {} | {} |\n", fmt(x), fmt(a)));
     }
-    js["sizes"] = json!(sizes.iter().map(|(b, x, a)| json!({"binary": b, "x86_64_bytes": x, "arm64_bytes": a})).collect::<Vec<_>>());
+    js["sizes"] = json!(sizes
+        .iter()
+        .map(|(b, x, a)| json!({"binary": b, "x86_64_bytes": x, "arm64_bytes": a}))
+        .collect::<Vec<_>>());
     let (idle, peak) = peak_rss_kib(&responder, 500).await;
     md.push_str(&format!(
         "\nPeak RSS of `run-api`: {:.1} MiB after init, {:.1} MiB during an N = 500 stop.\n",
