@@ -24,6 +24,7 @@ test: venv lint pytest
 # bench/results/latest.{md,json}.
 bench: template-build
 	cargo build --release --bins --example bench
+	cargo build --profile release-speed --bins
 	cargo run --release --quiet --example bench
 
 # The local stream mapping's own tests (filtering, batching, partial failures).
@@ -69,3 +70,5 @@ clean-venv:
 
 # The SAM template's checks (template-check, sam-venv, ...).
 include mk/template.mk
+# The reliability suite's targets (reliability, reliability-long).
+include mk/reliability.mk

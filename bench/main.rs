@@ -13,6 +13,8 @@
 //! number. Results: printed, and written to bench/results/latest.{md,json}.
 
 mod responder;
+// Shared with the crash tests, which drive the same binaries.
+#[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
 
 use std::path::{Path, PathBuf};
@@ -85,11 +87,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+fn mean_injected(before: (u64, u64), after: (u64, u64)) -> Duration {
+    Duration::from_nanos((after.0 - before.0) / (after.1 - before.1).max(1))
+}
+
 struct LatencyRow {
     n: usize,
     runs: usize,
     p50: Duration,
     p99: Duration,
+    /// The latency the responder really injected during this row.
+    d_eff: Duration,
     floor: Duration,
     naive_floor: Duration,
     dynamodb_requests: u64,
@@ -118,6 +126,7 @@ async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
         }
         let mut samples = Vec::with_capacity(runs);
         let (mut ddb, mut ecs) = (0, 0);
+        let before = responder.counts.injected();
         for i in 0..runs {
             let req = lambda_http::request::from_str(&stop_event(&format!("n{n}-{i}")).to_string()).unwrap();
             let (d0, e0, _) = responder.counts.snapshot();
@@ -131,12 +140,14 @@ async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
         }
         samples.sort();
         let waves = n.div_ceil(CONCURRENCY) as u32;
+        let d_eff = mean_injected(before, responder.counts.injected());
         rows.push(LatencyRow {
             n,
             runs,
             p50: percentile(&samples, 0.5),
             p99: percentile(&samples, 0.99),
-            floor: o.latency * (1 + waves),
+            d_eff,
+            floor: d_eff * (1 + waves),
             naive_floor: o.latency * (2 + n as u32),
             dynamodb_requests: ddb,
             ecs_requests: ecs,
@@ -175,17 +186,24 @@ async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
         serde_json::from_value(json!({ "Records": records })).unwrap()
     };
     let _ = f.handle_batch(batch("warm"), None).await;
+    let before = responder.counts.injected();
     let t = Instant::now();
     let resp = f.handle_batch(batch("run"), None).await;
     let elapsed = t.elapsed();
+    let d_eff = mean_injected(before, responder.counts.injected());
     assert!(resp.batch_item_failures.is_empty());
     // GetItem, DescribeTasks, UpdateItem per run, `run_concurrency` runs at a time.
-    let floor = o.latency * 3 * runs.div_ceil(limits.run_concurrency) as u32;
+    let floor = d_eff * 3 * runs.div_ceil(limits.run_concurrency) as u32;
     FinalizerRow { runs, workers_each, elapsed, floor }
 }
 
 fn binary(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release").join(name)
+    binary_in("release", name)
+}
+
+/// A binary built with a cargo profile (`release`, or a candidate profile).
+fn binary_in(profile: &str, name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(profile).join(name)
 }
 
 fn spawn_function(
@@ -232,12 +250,12 @@ struct ColdStart {
     first_invoke_median: Duration,
 }
 
-async fn cold_start(responder: &Responder, starts: usize) -> ColdStart {
+async fn cold_start(bin: &Path, responder: &Responder, starts: usize) -> ColdStart {
     let (mut inits, mut firsts) = (Vec::new(), Vec::new());
     for i in 0..starts {
         let runtime = RuntimeApi::start().await;
         let t0 = Instant::now();
-        let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
+        let mut child = spawn_function(bin, &runtime, responder, 1);
         let polled = wait_first_poll(&runtime).await;
         let sent = Instant::now();
         let (done, body) = runtime
@@ -264,14 +282,14 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn peak_rss_kib(responder: &Responder, n: usize) -> (u64, u64) {
+async fn peak_rss_kib(bin: &Path, responder: &Responder, n: usize) -> (u64, u64) {
     let runtime = RuntimeApi::start().await;
-    let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
+    let mut child = spawn_function(bin, &runtime, responder, 1);
     wait_first_poll(&runtime).await;
     let idle = vm_hwm_kib(child.id());
     let (_, body) =
         runtime.invoke("rss".into(), Bytes::from(stop_event(&format!("n{n}-rss")).to_string())).await.unwrap();
-    assert!(String::from_utf8_lossy(&body).contains("STOPPING"));
+    assert!(String::from_utf8_lossy(&body).contains("STOPPING"), "{body:?}");
     let peak = vm_hwm_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -335,16 +353,18 @@ async fn main() {
 
     let rows = stop_latency(&o, &responder).await;
     md.push_str("## 1–2. Stop latency vs workers, and requests per stop\n\n");
-    md.push_str("| workers N | runs | p50 ms | p99 ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("Floor = D × (1 + ceil(N / 32)) with D the latency the responder really injected (tokio's timer rounds a 10 ms sleep up by up to 1 ms; that slack is the instrument's, not the handler's). Naive = 2 + N round trips (read, write, one StopTask after another).\n\n");
+    md.push_str("| workers N | runs | p50 ms | p99 ms | measured D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut jrows = Vec::new();
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
             r.n,
             r.runs,
             ms(r.p50),
             ms(r.p99),
+            ms(r.d_eff),
             ms(r.floor),
             ms(r.p50) / ms(r.floor),
             ms(r.p99) / ms(r.floor),
@@ -352,7 +372,8 @@ async fn main() {
             r.dynamodb_requests,
             r.ecs_requests
         ));
-        jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99), "floor_ms": ms(r.floor),
+        jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
+            "measured_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
             "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
             "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests}));
     }
@@ -400,7 +421,7 @@ async fn main() {
         .iter()
         .map(|(b, x, a)| json!({"binary": b, "x86_64_bytes": x, "arm64_bytes": a}))
         .collect::<Vec<_>>());
-    let (idle, peak) = peak_rss_kib(&responder, 500).await;
+    let (idle, peak) = peak_rss_kib(&binary("run-api"), &responder, 500).await;
     md.push_str(&format!(
         "\nPeak RSS of `run-api`: {:.1} MiB after init, {:.1} MiB during an N = 500 stop.\n",
         idle as f64 / 1024.0,
@@ -408,7 +429,7 @@ async fn main() {
     ));
     js["rss"] = json!({"after_init_kib": idle, "peak_n500_kib": peak});
 
-    let cold = cold_start(&responder, 25).await;
+    let cold = cold_start(&binary("run-api"), &responder, 25).await;
     md.push_str(&format!(
         "\n## 3. Cold start (release `run-api`, {} starts, medians)\n\nexec → first poll of the Runtime API (init, SDK clients built): {:.1} ms; first invoke (N = 1 stop, 2 × D of it service latency): {:.1} ms.\n",
         cold.starts,
@@ -425,6 +446,27 @@ async fn main() {
         conc / seq
     ));
     js["process_throughput"] = json!({"sequential_per_s": seq, "concurrency_64_per_s": conc});
+
+    // The profile choice: the same measurements for each candidate profile
+    // that `make bench` built (see [profile.*] in Cargo.toml).
+    md.push_str("\n## Profile choice (`run-api`)\n\n| profile | stripped size | init median ms | first invoke median ms | peak RSS N=500 MiB |\n|---|---:|---:|---:|---:|\n");
+    let mut profiles = Vec::new();
+    for profile in ["release", "release-speed"] {
+        let bin = binary_in(profile, "run-api");
+        let Some(size) = size_of(&bin) else { continue };
+        let c = cold_start(&bin, &responder, 15).await;
+        let (_, peak) = peak_rss_kib(&bin, &responder, 500).await;
+        md.push_str(&format!(
+            "| {profile} | {:.2} MiB | {:.1} | {:.1} | {:.1} |\n",
+            size as f64 / 1048576.0,
+            ms(c.init_median),
+            ms(c.first_invoke_median),
+            peak as f64 / 1024.0
+        ));
+        profiles.push(json!({"profile": profile, "bytes": size, "init_median_ms": ms(c.init_median),
+            "first_invoke_median_ms": ms(c.first_invoke_median), "peak_rss_kib": peak}));
+    }
+    js["profiles"] = json!(profiles);
 
     println!("{md}");
     std::fs::create_dir_all(&o.out).unwrap();

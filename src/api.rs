@@ -68,8 +68,14 @@ pub struct Api<S, W> {
 /// A response with the protocol's headers. Built in one place so no path can
 /// forget the request id or the content type.
 fn respond(status: u16, request_id: &str, body: &Value, error_type: Option<&str>) -> Response<Body> {
-    let mut builder =
-        Response::builder().status(status).header("Content-Type", CONTENT_TYPE).header("x-amzn-RequestId", request_id);
+    let mut builder = Response::builder()
+        .status(status)
+        .header("Content-Type", CONTENT_TYPE)
+        .header("x-amzn-RequestId", request_id)
+        // lambda_http base64-encodes bodies whose content type it does not know
+        // as text (`application/x-amz-json-1.0` is one); this keeps the JSON as
+        // JSON in the Lambda response.
+        .header("x-lambda-http-content-encoding", "text");
     if let Some(t) = error_type {
         builder = builder.header("x-amzn-ErrorType", t);
     }

@@ -175,3 +175,38 @@ fn a_port_in_use_is_one_clear_sentence() {
     assert_eq!(err.lines().count(), 1, "one sentence, no trace: {err}");
     assert!(err.contains(&format!("Port {port} (LOCAL_AWS_PORT) is already in use")), "{err}");
 }
+
+/// `make demo`, as CI and a newcomer run it: the real AWS CLI stops a run,
+/// the tour shows it reach STOPPED with every worker stopped, and exits 0.
+#[test]
+fn the_demo_tour_passes_with_the_real_aws_cli() {
+    let (aws_port, api_port) = (free_port(), free_port());
+    let out = Command::new(venv_bin("python"))
+        .current_dir(project_dir())
+        .args([
+            "tools/local_stack.py",
+            "demo",
+            "--aws-port",
+            &aws_port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+        ])
+        .arg("--log-dir")
+        .arg(log_dir().join(format!("demo-{api_port}")))
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "$ aws mwaa-serverless stop-workflow-run --endpoint-url",
+        "→ Status STOPPING",
+        "RUNNING → STOPPED",
+        "StopRequested",
+        "Stopped        WorkersStopped=4",
+        "== Stop request to STOPPED:",
+        "OK: the run is STOPPED and every worker task is STOPPED",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("RUNNING → RUNNING"));
+}

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,6 +27,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use base64::Engine;
 use mwaa_stop::api::{Api, ApiSettings, AuthMode};
+use mwaa_stop::config::SdkSettings;
 use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
 use mwaa_stop::service::{FanOutLimits, Service};
 use mwaa_stop::store::DynamoRunStore;
@@ -537,4 +539,173 @@ pub async fn call(api: &Api<DynamoRunStore, EcsWorkers>, event: &Value) -> Reply
     let headers = resp.headers().clone();
     let json: Value = serde_json::from_slice(resp.body().as_ref()).expect("every response body is JSON");
     Reply { status, headers, json }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the reliability suite (tests/reliability_*.rs)
+// ---------------------------------------------------------------------------
+
+/// An SDK configuration for `url` with the product's retry and timeout
+/// settings, exactly as `SdkSettings::load` applies them (region, credentials
+/// and endpoint are set here instead of read from the environment, so tests
+/// running in parallel need not touch the process environment).
+pub async fn sdk_config_with(url: &str, sdk: &SdkSettings) -> SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .retry_config(RetryConfig::standard().with_max_attempts(sdk.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(sdk.connect_timeout)
+                .operation_attempt_timeout(sdk.attempt_timeout)
+                .operation_timeout(sdk.operation_timeout)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The product's defaults (`SDK_*` unset).
+pub fn default_sdk_settings() -> SdkSettings {
+    mwaa_stop::config::ApiConfig::from_map(&HashMap::new()).unwrap().sdk
+}
+
+impl World {
+    /// The API handler with DynamoDB through `ddb_url` and ECS through
+    /// `ecs_url` (moto or proxies), with the given SDK settings and fan-out.
+    pub async fn api_with(
+        &self,
+        ddb_url: &str,
+        ecs_url: &str,
+        sdk: &SdkSettings,
+        fan_out: FanOutLimits,
+        auth: AuthMode,
+    ) -> Api<DynamoRunStore, EcsWorkers> {
+        let store =
+            DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&sdk_config_with(ddb_url, sdk).await), &self.table);
+        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&sdk_config_with(ecs_url, sdk).await));
+        Api::new(
+            Service::new(store, workers, fan_out),
+            ApiSettings { auth, deadline_margin: Duration::from_millis(200) },
+        )
+    }
+
+    /// Launch `n` tasks with this `startedBy`, as a scheduler does (not registered anywhere).
+    pub async fn launch(&self, started_by: &str, n: usize) -> Vec<String> {
+        let out = self
+            .ecs
+            .run_task()
+            .cluster(&self.cluster)
+            .task_definition("worker")
+            .launch_type(LaunchType::Fargate)
+            .count(n as i32)
+            .started_by(started_by)
+            .send()
+            .await
+            .unwrap();
+        out.tasks().iter().map(|t| t.task_arn().unwrap().to_owned()).collect()
+    }
+
+    /// Tasks with this `startedBy` whose desired status is still RUNNING.
+    pub async fn running_started_by(&self, started_by: &str) -> Vec<String> {
+        let out = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.cluster)
+            .started_by(started_by)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await
+            .unwrap();
+        out.task_arns().to_vec()
+    }
+
+    /// `(RunId, old Status, new Status)` of every MODIFY record in the stream.
+    pub async fn stream_changes(&self) -> Vec<(String, String, String)> {
+        let mut tail = self.tail().await;
+        let mut all = Vec::new();
+        loop {
+            let (event, n) = tail.next_event(&self.streams).await;
+            if n == 0 {
+                break;
+            }
+            for r in event.records {
+                if r.event_name != "MODIFY" {
+                    continue;
+                }
+                let get = |m: &serde_dynamo::Item, k: &str| -> String {
+                    match m.get(k) {
+                        Some(serde_dynamo::AttributeValue::S(s)) => s.clone(),
+                        _ => String::new(),
+                    }
+                };
+                all.push((
+                    get(&r.change.keys, "RunId"),
+                    get(&r.change.old_image, "Status"),
+                    get(&r.change.new_image, "Status"),
+                ));
+            }
+        }
+        all
+    }
+}
+
+/// A request carrying a Lambda context whose deadline is `in_ms` from now.
+pub fn with_deadline(req: lambda_http::Request, in_ms: u64) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut ctx = lambda_http::lambda_runtime::Context::default();
+    ctx.request_id = format!("deadline-{now_ms}");
+    ctx.deadline = now_ms + in_ms;
+    req.with_lambda_context(ctx)
+}
+
+/// Like [`call`], for a prepared request.
+pub async fn call_request(api: &Api<DynamoRunStore, EcsWorkers>, req: lambda_http::Request) -> Reply {
+    let resp = api.handle(req).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let json: Value = serde_json::from_slice(resp.body().as_ref()).expect("every response body is JSON");
+    Reply { status, headers, json }
+}
+
+/// History event names of an item.
+pub fn history_of(item: &HashMap<String, AttributeValue>) -> Vec<String> {
+    item.get("History")
+        .and_then(|h| h.as_l().ok())
+        .map(|l| l.iter().filter_map(|e| e.as_m().ok()?.get("Event")?.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// The invariant "unchanged or consistently STOPPING, never half-written":
+/// `after` is `before` exactly, or `before` plus exactly the stop transition.
+pub fn unchanged_or_consistently_stopping(
+    before: &HashMap<String, AttributeValue>,
+    after: &HashMap<String, AttributeValue>,
+) -> Result<&'static str, String> {
+    if before == after {
+        return Ok("unchanged");
+    }
+    let st = |i: &HashMap<String, AttributeValue>| i.get("Status").and_then(|v| v.as_s().ok()).cloned();
+    if st(after).as_deref() != Some("STOPPING") {
+        return Err(format!("changed but not STOPPING: {after:?}"));
+    }
+    let mut hist_before = history_of(before);
+    hist_before.push("StopRequested".into());
+    if history_of(after) != hist_before {
+        return Err(format!("history is not the old one plus one StopRequested: {:?}", history_of(after)));
+    }
+    let at = after.get("StopRequestedAt").and_then(|v| v.as_s().ok()).ok_or("no StopRequestedAt")?;
+    if after.get("ModifiedAt").and_then(|v| v.as_s().ok()) != Some(at) || !after.contains_key("StopRequestedBy") {
+        return Err(format!("half-written stop: {after:?}"));
+    }
+    for (k, v) in before {
+        if !matches!(k.as_str(), "Status" | "ModifiedAt" | "History") && after.get(k) != Some(v) {
+            return Err(format!("{k} changed: {v:?} → {:?}", after.get(k)));
+        }
+    }
+    Ok("stopping")
 }

@@ -1,7 +1,8 @@
 //! A minimal Lambda Runtime API (the `2018-06-01` endpoints a runtime polls),
-//! to drive the real release binaries for cold-start, memory and concurrency
-//! measurements. It records when the runtime first asks for work (its init is
-//! done) and hands each queued event to whoever polls next.
+//! that drives the real `run-api` and `stop-finalizer` binaries: in tests that
+//! kill them mid-invocation, and in `make bench` (cold start, memory,
+//! concurrency). It records when the runtime first asks for work and hands
+//! each queued event to whoever polls next.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
