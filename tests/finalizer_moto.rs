@@ -4,26 +4,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use mwaa_stop::api::AuthMode;
-use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
-use mwaa_stop::store::DynamoRunStore;
-use mwaa_stop::workers::EcsWorkers;
 use serde_json::json;
 use support::proxy::{Faults, Proxy};
 use support::*;
-
-fn limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(60),
-        poll_initial: Duration::from_millis(50),
-        poll_max: Duration::from_millis(400),
-        run_concurrency: 8,
-        stop_concurrency: 8,
-    }
-}
 
 fn events(item: &std::collections::HashMap<String, AttributeValue>) -> Vec<String> {
     item["History"].as_l().unwrap().iter().map(|e| e.as_m().unwrap()["Event"].as_s().unwrap().clone()).collect()
@@ -42,28 +27,12 @@ fn event<'a>(
         .unwrap_or_else(|| panic!("no {name} event"))
 }
 
-/// Deliver the stream to the finalizer until it is quiet, as the event source
-/// mapping would (a run reported as a failure is delivered again).
-async fn drain(world: &World, tail: &mut StreamTail, finalizer: &Finalizer<DynamoRunStore, EcsWorkers>) -> usize {
-    let mut delivered = 0;
-    for _ in 0..20 {
-        let (event, n) = tail.next_event(&world.streams).await;
-        if n == 0 {
-            return delivered;
-        }
-        delivered += n;
-        let resp = finalizer.handle_batch(event, None).await;
-        assert!(resp.batch_item_failures.is_empty(), "unexpected failures: {:?}", resp.batch_item_failures);
-    }
-    panic!("the stream did not go quiet")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_finalize_reaches_stopped_only_after_every_worker_drained() {
     let world = World::new().await;
     let proxy = Proxy::start(&world.moto.url, Faults { hold_stopping: 3, ..Default::default() }).await;
     let api = world.api(AuthMode::Iam).await;
-    let finalizer = world.finalizer_via(&proxy.url, limits()).await;
+    let finalizer = world.finalizer_via(&proxy.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     let arn = workflow_arn("etl");
     let workers = world.start_workers(4).await;
@@ -71,7 +40,7 @@ async fn stop_then_finalize_reaches_stopped_only_after_every_worker_drained() {
 
     let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
     assert_eq!(reply.json["Status"], "STOPPING");
-    drain(&world, &mut tail, &finalizer).await;
+    drain_stream(&world, &mut tail, &finalizer).await;
 
     let item = world.get_item(&arn, "run-1").await.unwrap();
     assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
@@ -99,7 +68,7 @@ async fn a_failed_fan_out_is_finished_by_the_finalizer() {
     // Every StopTask of the API fails, as if ECS were throttling or the API crashed.
     let proxy = Proxy::start(&world.moto.url, Faults { fail_stop_task: 1000, ..Default::default() }).await;
     let api = world.api_via(AuthMode::Iam, &proxy.url).await;
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     let arn = workflow_arn("etl");
     let workers = world.start_workers(3).await;
@@ -109,7 +78,7 @@ async fn a_failed_fan_out_is_finished_by_the_finalizer() {
     assert_eq!((reply.status, reply.json["Status"].clone()), (200, json!("STOPPING")), "{}", reply.json);
     assert_eq!(world.task_statuses(&workers).await, vec!["RUNNING"; 3], "the fan-out really failed");
 
-    drain(&world, &mut tail, &finalizer).await;
+    drain_stream(&world, &mut tail, &finalizer).await;
     assert_eq!(world.get_item(&arn, "run-1").await.unwrap()["Status"].as_s().unwrap(), "STOPPED");
     assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3]);
 }
@@ -117,7 +86,7 @@ async fn a_failed_fan_out_is_finished_by_the_finalizer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_run_written_directly_still_ends_with_no_worker_running() {
     let world = World::new().await;
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     let arn = workflow_arn("etl");
     let workers = world.start_workers(3).await;
@@ -126,7 +95,7 @@ async fn a_stopping_run_written_directly_still_ends_with_no_worker_running() {
     world.set(&arn, "run-1", "WorkerStartedBy", s("mwaa-scheduler")).await;
     world.set(&arn, "run-1", "WorkerClusters", AttributeValue::Ss(vec![world.cluster.clone()])).await;
 
-    drain(&world, &mut tail, &finalizer).await;
+    drain_stream(&world, &mut tail, &finalizer).await;
     let item = world.get_item(&arn, "run-1").await.unwrap();
     assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
     assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3]);
@@ -140,7 +109,7 @@ async fn a_stopping_run_written_directly_still_ends_with_no_worker_running() {
 async fn redelivered_batches_give_one_stopped_transition() {
     let world = World::new().await;
     let api = world.api(AuthMode::Iam).await;
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     let arn = workflow_arn("etl");
     let workers = world.start_workers(2).await;
@@ -186,12 +155,12 @@ async fn tree(world: &World, policy: &str) -> (String, Vec<Vec<String>>) {
 async fn terminate_stops_a_whole_tree_of_depth_two() {
     let world = World::new().await;
     let api = world.api(AuthMode::Iam).await;
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     let (arn, workers) = tree(&world, "TERMINATE").await;
 
     call(&api, &http_event(Some(STOP), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
-    drain(&world, &mut tail, &finalizer).await;
+    drain_stream(&world, &mut tail, &finalizer).await;
 
     for (run, w) in ["parent", "child", "grandchild"].iter().zip(&workers) {
         let item = world.get_item(&arn, run).await.unwrap();
@@ -212,11 +181,11 @@ async fn request_cancel_marks_children_and_abandon_leaves_them_running() {
     for policy in ["REQUEST_CANCEL", "ABANDON"] {
         let world = World::new().await;
         let api = world.api(AuthMode::Iam).await;
-        let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+        let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
         let mut tail = world.tail().await;
         let (arn, workers) = tree(&world, policy).await;
         call(&api, &http_event(Some(STOP), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
-        drain(&world, &mut tail, &finalizer).await;
+        drain_stream(&world, &mut tail, &finalizer).await;
 
         assert_eq!(world.get_item(&arn, "parent").await.unwrap()["Status"].as_s().unwrap(), "STOPPED");
         assert_eq!(world.task_statuses(&workers[0]).await, vec!["STOPPED"; 2]);

@@ -12,23 +12,10 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::Event;
 use hyper::body::Bytes;
 use mwaa_stop::api::AuthMode;
-use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
-use mwaa_stop::store::DynamoRunStore;
-use mwaa_stop::workers::EcsWorkers;
 use serde_json::json;
 use support::proxy::{Action, Proxy, Rule, When};
 use support::runtime_api::RuntimeApi;
 use support::*;
-
-fn limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(60),
-        poll_initial: Duration::from_millis(50),
-        poll_max: Duration::from_millis(400),
-        run_concurrency: 8,
-        stop_concurrency: 8,
-    }
-}
 
 /// A function binary under the minimal Runtime API, every AWS call sent to `aws_url`.
 fn spawn_function(binary: &str, name: &str, runtime: &RuntimeApi, aws_url: &str) -> Guard {
@@ -65,18 +52,6 @@ fn copy(event: &Event) -> Event {
     serde_json::from_value(serde_json::to_value(event).unwrap()).unwrap()
 }
 
-async fn drain(world: &World, tail: &mut StreamTail, finalizer: &Finalizer<DynamoRunStore, EcsWorkers>) {
-    for _ in 0..20 {
-        let (event, n) = tail.next_event(&world.streams).await;
-        if n == 0 {
-            return;
-        }
-        let resp = finalizer.handle_batch(event, None).await;
-        assert!(resp.batch_item_failures.is_empty(), "{:?}", resp.batch_item_failures);
-    }
-    panic!("the stream did not go quiet")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_killed_after_its_write_and_before_any_stop_task_is_finished_by_the_finalizer_alone() {
     let world = World::new().await;
@@ -97,9 +72,9 @@ async fn the_api_killed_after_its_write_and_before_any_stop_task_is_finished_by_
     drop(proxy); // what was in flight dies with the process
     assert_eq!(world.task_statuses(&workers).await, vec!["RUNNING"; 4], "no StopTask reached ECS");
 
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
-    drain(&world, &mut tail, &finalizer).await;
+    drain_stream(&world, &mut tail, &finalizer).await;
     let item = world.get_item(&arn, "run-1").await.unwrap();
     assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
     assert_eq!(history_of(&item), vec!["Started", "StopRequested", "Stopped"]);
@@ -166,7 +141,7 @@ async fn the_finalizer_process_killed_mid_batch_and_the_batch_redelivered_gives_
     eprintln!("held write landed: {landed}; proxy before redelivery: {:?}", proxy.log());
 
     // Lambda redelivers the batch to a new instance; twice, once concurrently.
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let first = finalizer.handle_batch(copy(&event), None).await;
     assert!(first.batch_item_failures.is_empty(), "{:?}", first.batch_item_failures);
     let (a, b) = tokio::join!(finalizer.handle_batch(copy(&event), None), finalizer.handle_batch(copy(&event), None));
@@ -180,7 +155,7 @@ async fn the_finalizer_aborted_mid_batch_and_the_batch_redelivered_gives_one_sto
     let (arn, workers, event) = three_stopping_runs(&world).await;
     // Abort as soon as the first StopTask is on the wire (it is held there).
     let proxy = Proxy::with_rules(&world.moto.url, vec![Rule::new("StopTask", When::Nth(1), Action::Hold)]).await;
-    let finalizer = std::sync::Arc::new(world.finalizer_via(&proxy.url, limits()).await);
+    let finalizer = std::sync::Arc::new(world.finalizer_via(&proxy.url, test_finalizer_limits()).await);
     let f = finalizer.clone();
     let batch = copy(&event);
     let task = tokio::spawn(async move { f.handle_batch(batch, None).await });
@@ -189,7 +164,7 @@ async fn the_finalizer_aborted_mid_batch_and_the_batch_redelivered_gives_one_sto
     assert!(task.await.unwrap_err().is_cancelled());
     drop(proxy); // the held StopTask never reaches ECS
 
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     for _ in 0..2 {
         let resp = finalizer.handle_batch(copy(&event), None).await;
         assert!(resp.batch_item_failures.is_empty(), "{:?}", resp.batch_item_failures);

@@ -14,23 +14,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use mwaa_stop::api::AuthMode;
 use mwaa_stop::config::SdkSettings;
-use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
+use mwaa_stop::finalizer::Finalizer;
 use mwaa_stop::service::FanOutLimits;
 use mwaa_stop::store::DynamoRunStore;
 use mwaa_stop::workers::EcsWorkers;
 use serde_json::json;
 use support::proxy::{Action, Proxy, Rule, When, INJECTED_DETAIL};
 use support::*;
-
-fn finalizer_limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(60),
-        poll_initial: Duration::from_millis(50),
-        poll_max: Duration::from_millis(400),
-        run_concurrency: 8,
-        stop_concurrency: 8,
-    }
-}
 
 fn fan_out() -> FanOutLimits {
     FanOutLimits { concurrency: 8, budget: Duration::from_secs(20) }
@@ -101,7 +91,7 @@ impl Setup {
     /// The finalizer (direct to moto) over the whole stream; then STOPPED and
     /// every worker stopped, with one STOPPED transition.
     async fn finalize_and_check(&self) {
-        let finalizer = self.world.finalizer_via(&self.world.moto.url, finalizer_limits()).await;
+        let finalizer = self.world.finalizer_via(&self.world.moto.url, test_finalizer_limits()).await;
         let mut tail = self.world.tail().await;
         drain(&self.world, &mut tail, &finalizer).await;
         self.check_stopped().await;
@@ -270,7 +260,7 @@ async fn a_fraction_of_failing_dynamodb_calls_never_half_writes_a_run() {
             call(&api, &http_event(Some(STOP), &stop_body(&arn, &format!("run-{i}")), As::Iam(ACCOUNT, ALICE))).await;
         assert_eq!((reply.status, reply.json["Status"].clone()), (200, json!("STOPPING")), "{}", reply.json);
     }
-    let finalizer = world.finalizer_via(&world.moto.url, finalizer_limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
     drain(&world, &mut tail, &finalizer).await;
     for (i, w) in workers.iter().enumerate() {
@@ -354,7 +344,7 @@ async fn fan_out_fault(ecs_rules: Vec<Rule>, finalizer_ecs_rules: Vec<Rule>, lim
 
     // The finalizer, itself seeing a faulty ECS, still finishes.
     let fin_proxy = Proxy::with_rules(&t.world.moto.url, finalizer_ecs_rules).await;
-    let finalizer = t.world.finalizer_via(&fin_proxy.url, finalizer_limits()).await;
+    let finalizer = t.world.finalizer_via(&fin_proxy.url, test_finalizer_limits()).await;
     let mut tail = t.world.tail().await;
     drain(&t.world, &mut tail, &finalizer).await;
     t.check_stopped().await;

@@ -10,38 +10,19 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use mwaa_stop::api::AuthMode;
-use mwaa_stop::finalizer::FinalizerLimits;
 use mwaa_stop::service::FanOutLimits;
 use serde_json::json;
 use support::proxy::Proxy;
 use support::*;
-
-fn limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(60),
-        poll_initial: Duration::from_millis(50),
-        poll_max: Duration::from_millis(400),
-        run_concurrency: 8,
-        stop_concurrency: 8,
-    }
-}
 
 fn fan_out() -> FanOutLimits {
     FanOutLimits { concurrency: 8, budget: Duration::from_secs(20) }
 }
 
 async fn finalize_all(world: &World) {
-    let finalizer = world.finalizer_via(&world.moto.url, limits()).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
-    for _ in 0..20 {
-        let (event, n) = tail.next_event(&world.streams).await;
-        if n == 0 {
-            return;
-        }
-        let resp = finalizer.handle_batch(event, None).await;
-        assert!(resp.batch_item_failures.is_empty(), "{:?}", resp.batch_item_failures);
-    }
-    panic!("the stream did not go quiet")
+    drain_stream(world, &mut tail, &finalizer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

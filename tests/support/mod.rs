@@ -344,6 +344,39 @@ impl World {
     }
 }
 
+/// Finalizer bounds for tests: quick polls, generous waits (a slow machine
+/// must never make a run look stuck).
+pub fn test_finalizer_limits() -> FinalizerLimits {
+    FinalizerLimits {
+        wait: Duration::from_secs(60),
+        poll_initial: Duration::from_millis(50),
+        poll_max: Duration::from_millis(400),
+        run_concurrency: 8,
+        stop_concurrency: 8,
+    }
+}
+
+/// Deliver the stream to the finalizer until it is quiet, as the event source
+/// mapping would, asserting no batch reports a failure. Returns how many
+/// records were delivered.
+pub async fn drain_stream(
+    world: &World,
+    tail: &mut StreamTail,
+    finalizer: &Finalizer<DynamoRunStore, EcsWorkers>,
+) -> usize {
+    let mut delivered = 0;
+    for _ in 0..20 {
+        let (event, n) = tail.next_event(&world.streams).await;
+        if n == 0 {
+            return delivered;
+        }
+        delivered += n;
+        let resp = finalizer.handle_batch(event, None).await;
+        assert!(resp.batch_item_failures.is_empty(), "unexpected failures: {:?}", resp.batch_item_failures);
+    }
+    panic!("the stream did not go quiet")
+}
+
 impl World {
     /// The finalizer in process, every AWS call sent through `url` (moto or a
     /// proxy in front of it).
