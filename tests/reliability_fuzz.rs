@@ -20,6 +20,8 @@
 //! regression corpus in `tests/corpus/`; `make reliability-long` runs the
 //! `#[ignore]`d long runs (`RELIABILITY_FUZZ_CASES`, default 100,000 each).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -325,36 +327,14 @@ fn request_input() -> impl Strategy<Value = RequestInput> {
 }
 
 fn event_of(input: &RequestInput) -> Value {
-    let mut headers = serde_json::Map::new();
-    headers.insert("content-type".into(), json!("application/x-amz-json-1.0"));
-    headers.insert("host".into(), json!("api.example"));
-    for (k, v) in &input.extra_headers {
-        headers.insert(k.clone(), json!(v));
-    }
-    if let Some(t) = &input.target {
-        headers.insert("x-amz-target".into(), json!(t));
-    }
-    let (body, b64) = match std::str::from_utf8(&input.body) {
-        Ok(text) => (text.to_owned(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&input.body), true),
-    };
-    let mut ctx = json!({
-        "accountId": ALICE_ACCOUNT, "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-        "domainPrefix": "abc123",
-        "http": {"method": input.method, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "fuzz"},
-        "requestId": "req-1", "routeKey": "POST /", "stage": "$default", "time": "21/Nov/2026:10:00:00 +0000",
-        "timeEpoch": 1_795_000_000_000_i64
-    });
-    if let Some((account, user)) = &input.identity {
-        ctx["authorizer"] = json!({"iam": {
-            "accessKey": "AKIAEXAMPLE", "accountId": account, "callerId": "AIDAEXAMPLE",
-            "principalOrgId": null, "userArn": user, "userId": "AIDAEXAMPLE"
-        }});
-    }
-    json!({
-        "version": "2.0", "routeKey": "POST /", "rawPath": "/", "rawQueryString": "",
-        "headers": headers, "requestContext": ctx, "body": body, "isBase64Encoded": b64
-    })
+    let headers: serde_json::Map<String, Value> = input
+        .extra_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .chain(input.target.iter().map(|t| ("x-amz-target".to_owned(), json!(t))))
+        .collect();
+    let identity = input.identity.as_ref().map(|(account, user)| (account.as_str(), user.as_str()));
+    support::raw_http_event(&input.method, headers, &input.body, identity)
 }
 
 /// What one request did.

@@ -211,19 +211,8 @@ impl World {
     pub async fn start_workers(&self, n: usize) -> Vec<String> {
         let mut arns = Vec::new();
         while arns.len() < n {
-            let count = (n - arns.len()).min(10) as i32;
-            let out = self
-                .ecs
-                .run_task()
-                .cluster(&self.cluster)
-                .task_definition("worker")
-                .launch_type(LaunchType::Fargate)
-                .count(count)
-                .started_by("mwaa-scheduler")
-                .send()
-                .await
-                .unwrap();
-            arns.extend(out.tasks().iter().map(|t| t.task_arn().unwrap().to_owned()));
+            // RunTask starts at most 10 tasks a call.
+            arns.extend(self.launch("mwaa-scheduler", (n - arns.len()).min(10)).await);
         }
         arns
     }
@@ -521,9 +510,30 @@ pub enum As {
 
 /// An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it.
 pub fn http_event(target: Option<&str>, body: &[u8], who: As) -> Value {
-    let mut headers = json!({"content-type": "application/x-amz-json-1.0", "host": "api.example"});
+    let mut headers = serde_json::Map::new();
     if let Some(t) = target {
-        headers["x-amz-target"] = json!(t);
+        headers.insert("x-amz-target".into(), json!(t));
+    }
+    let identity = match who {
+        As::Iam(account, user) => Some((account, user)),
+        As::Nobody => None,
+    };
+    raw_http_event("POST", headers, body, identity)
+}
+
+/// The same event with everything chosen by the caller: the method, extra
+/// headers (on top of the JSON content type and a host) and the IAM identity
+/// `(account, principal ARN)`, if any. Bodies that are not UTF-8 are sent
+/// base64-encoded, as API Gateway does.
+pub fn raw_http_event(
+    method: &str,
+    extra_headers: serde_json::Map<String, Value>,
+    body: &[u8],
+    identity: Option<(&str, &str)>,
+) -> Value {
+    let mut headers = json!({"content-type": "application/x-amz-json-1.0", "host": "api.example"});
+    for (k, v) in extra_headers {
+        headers[k] = v;
     }
     let (body, b64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
@@ -532,11 +542,11 @@ pub fn http_event(target: Option<&str>, body: &[u8], who: As) -> Value {
     let mut ctx = json!({
         "accountId": ACCOUNT, "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
         "domainPrefix": "abc123",
-        "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "tests"},
+        "http": {"method": method, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "tests"},
         "requestId": "req-1", "routeKey": "POST /", "stage": "$default", "time": "21/Nov/2026:10:00:00 +0000",
         "timeEpoch": 1_795_000_000_000_i64
     });
-    if let As::Iam(account, user) = who {
+    if let Some((account, user)) = identity {
         ctx["authorizer"] = json!({"iam": {
             "accessKey": "AKIAEXAMPLE", "accountId": account, "callerId": "AIDAEXAMPLE",
             "principalOrgId": null, "userArn": user, "userId": "AIDAEXAMPLE"
