@@ -167,14 +167,7 @@ async fn twenty_concurrent_stops_make_exactly_one_transition() {
     let workers = world.start_workers(3).await;
     world.put_run(&arn, "run-1", "RUNNING", &workers).await;
     let event = http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE));
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let (api, event) = (api.clone(), event.clone());
-            tokio::spawn(async move { call(&api, &event).await })
-        })
-        .collect();
-    for c in calls {
-        let reply = c.await.unwrap();
+    for reply in call_concurrently(&api, &event, 20).await {
         assert_eq!(reply.status, 200, "{}", reply.json);
         assert_eq!(reply.json["Status"], "STOPPING");
     }

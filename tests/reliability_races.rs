@@ -35,14 +35,7 @@ async fn fifty_concurrent_stops_make_exactly_one_transition_and_one_fan_out() {
     let workers = world.start_workers(4).await;
     world.put_run(&arn, "run-1", "RUNNING", &workers).await;
     let event = http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE));
-    let calls: Vec<_> = (0..50)
-        .map(|_| {
-            let (api, event) = (api.clone(), event.clone());
-            tokio::spawn(async move { call(&api, &event).await })
-        })
-        .collect();
-    for c in calls {
-        let reply = c.await.unwrap();
+    for reply in call_concurrently(&api, &event, 50).await {
         assert_eq!(reply.status, 200, "{}", reply.json);
         assert_eq!(
             reply.json,

@@ -584,6 +584,25 @@ pub async fn call(api: &Api<DynamoRunStore, EcsWorkers>, event: &Value) -> Reply
     Reply { status, headers, json }
 }
 
+/// The same event sent `n` times at once; the replies in sending order.
+pub async fn call_concurrently(
+    api: &std::sync::Arc<Api<DynamoRunStore, EcsWorkers>>,
+    event: &Value,
+    n: usize,
+) -> Vec<Reply> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let (api, event) = (api.clone(), event.clone());
+            tokio::spawn(async move { call(&api, &event).await })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(n);
+    for c in calls {
+        replies.push(c.await.unwrap());
+    }
+    replies
+}
+
 // ---------------------------------------------------------------------------
 // Helpers for the reliability suite (tests/reliability_*.rs)
 // ---------------------------------------------------------------------------
