@@ -27,7 +27,8 @@ bench: template-build
 	cargo build --profile release-speed --bins
 	cargo run --release --quiet --example bench
 
-# The local stream mapping's own tests (filtering, batching, partial failures).
+# The Python tools' own tests: the local stream mapping (filtering, batching, partial
+# failures) and the demo tour's printing.
 pytest: venv
 	cd tools && ../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
 

@@ -202,7 +202,7 @@ fn the_demo_tour_passes_with_the_real_aws_cli() {
         "→ Status STOPPING",
         "RUNNING → STOPPED",
         "StopRequested",
-        "Stopped        WorkersStopped=4",
+        "Stopped        WorkersStopped=4, OrphansStopped=0",
         "== Stop request to STOPPED:",
         "OK: the run is STOPPED and every worker task is STOPPED",
     ] {

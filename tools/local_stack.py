@@ -332,6 +332,18 @@ def cli_commands(api_url: str, arn: str, run_id: str) -> str:
     )
 
 
+# DynamoDB maps carry no order (the finalizer builds them from a hash map), so the
+# tour prints an event's details in this fixed order, unknown keys last, sorted.
+EVENT_DETAIL_ORDER = ("By", "RequestId", "SourceIp", "Operation", "WorkersStopped", "OrphansStopped",
+                      "Policy", "Children", "Affected", "Skipped")
+
+
+def event_detail_keys(event):
+    keys = [k for k in event if k not in ("Event", "At")]
+    rank = {k: i for i, k in enumerate(EVENT_DETAIL_ORDER)}
+    return sorted(keys, key=lambda k: (rank.get(k, len(rank)), k))
+
+
 def task_statuses(aws_url: str, tasks: list[str]) -> dict[str, str]:
     _, _, ecs = clients(aws_url)
     out: dict[str, str] = {}
@@ -442,7 +454,7 @@ def cmd_demo(args) -> int:
         item = stack.ddb.get_item(TableName=TABLE, Key={"WorkflowArn": {"S": arn}, "RunId": {"S": run_id}}, ConsistentRead=True)["Item"]
         for ev in item.get("History", {}).get("L", []):
             m = ev["M"]
-            extra = ", ".join(f"{k}={list(v.values())[0]}" for k, v in m.items() if k not in ("Event", "At"))
+            extra = ", ".join(f"{k}={list(m[k].values())[0]}" for k in event_detail_keys(m))
             say(f"   {m['At']['S']}  {m['Event']['S']:<14} {extra}")
 
         ok = state == "STOPPED" and all(after[t] == "STOPPED" for t in tasks)
