@@ -24,10 +24,13 @@ pub mod attr {
     pub const MODIFIED_AT: &str = "ModifiedAt";
     pub const COMPLETED_ON: &str = "CompletedOn";
     pub const CANCEL_REQUESTED: &str = "CancelRequested";
+    pub const CHILD_RUNS: &str = "ChildRuns";
 }
 
 /// A run as the service reads it from the table. Unknown attributes are
-/// ignored so schedulers may store more than this contract names.
+/// ignored so schedulers may store more than this contract names, and an
+/// optional attribute of the wrong type is logged and read as absent (see
+/// [`parse`]): one scheduler bug must not make a run unstoppable.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RunRecord {
@@ -66,7 +69,9 @@ pub struct RunRecord {
     /// The clusters the scheduler launches this run's workers in (SS).
     #[serde(default)]
     pub worker_clusters: Option<Vec<String>>,
-    #[serde(default)]
+    /// Read by [`parse`] entry by entry: a malformed entry becomes a
+    /// [`ChildRef`] with empty fields, which the child policy counts as skipped.
+    #[serde(skip)]
     pub child_runs: Option<Vec<ChildRef>>,
     /// `TERMINATE` (default), `REQUEST_CANCEL` or `ABANDON`.
     #[serde(default)]
@@ -76,8 +81,7 @@ pub struct RunRecord {
 }
 
 /// A child run, as listed in its parent's `ChildRuns`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildRef {
     pub workflow_arn: String,
     pub run_id: String,
@@ -171,13 +175,20 @@ fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
     ])
 }
 
-/// Parse an item. `Workers` is read leniently: it is written by schedulers,
-/// and one bad entry must not make a run unstoppable (a bad entry is logged
-/// and left to the finalizer's `startedBy` sweep).
+/// Parse an item. Only the key and `Status` must follow the contract: the
+/// rest is written by schedulers, and a run whose stop transition has already
+/// been written must still get its workers stopped and reach `STOPPED`. So a
+/// bad `Workers` entry is logged and left to the finalizer's `startedBy`
+/// sweep, a bad `ChildRuns` entry is counted as skipped by the child policy,
+/// and any other attribute of the wrong type is logged and read as absent.
 fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
     let workers = item.remove(attr::WORKERS);
-    let mut run: RunRecord = serde_dynamo::from_item(item)
-        .map_err(|e| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() })?;
+    let children = item.remove(attr::CHILD_RUNS);
+    let mut run: RunRecord = match serde_dynamo::from_item(item.clone()) {
+        Ok(run) => run,
+        Err(_) => parse_dropping_bad_attributes(key, item)?,
+    };
+    run.child_runs = children.and_then(|c| child_refs(key, c));
     match workers {
         None => {}
         Some(AttributeValue::M(entries)) => {
@@ -195,6 +206,70 @@ fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunR
         Some(other) => tracing::error!(run = %key, value = ?other, "Workers is not a map; no worker read from it"),
     }
     Ok(run)
+}
+
+/// The slow path of [`parse`], taken only for an item that does not follow
+/// the contract: keep the required attributes, then every other attribute
+/// that parses on its own, in name order so the result is deterministic.
+fn parse_dropping_bad_attributes(
+    key: &RunKey,
+    mut item: HashMap<String, AttributeValue>,
+) -> Result<RunRecord, StoreError> {
+    let corrupt = |e: serde_dynamo::Error| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() };
+    let mut kept: HashMap<String, AttributeValue> = HashMap::new();
+    for name in [attr::WORKFLOW_ARN, attr::RUN_ID, attr::STATUS] {
+        if let Some(value) = item.remove(name) {
+            kept.insert(name.to_owned(), value);
+        }
+    }
+    serde_dynamo::from_item::<_, RunRecord>(kept.clone()).map_err(corrupt)?;
+    let mut names: Vec<String> = item.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let Some(value) = item.remove(&name) else { continue };
+        let mut trial = kept.clone();
+        trial.insert(name.clone(), value.clone());
+        match serde_dynamo::from_item::<_, RunRecord>(trial) {
+            Ok(_) => {
+                kept.insert(name, value);
+            }
+            Err(e) => {
+                tracing::error!(run = %key, attribute = %name, error = %e, "attribute does not follow the table contract; read as absent")
+            }
+        }
+    }
+    serde_dynamo::from_item(kept).map_err(corrupt)
+}
+
+/// `ChildRuns`, entry by entry. A malformed entry keeps whatever key fields
+/// it has (empty otherwise) so the child policy reports it as skipped rather
+/// than the parent forgetting a child.
+fn child_refs(key: &RunKey, children: AttributeValue) -> Option<Vec<ChildRef>> {
+    let AttributeValue::L(entries) = children else {
+        tracing::error!(run = %key, value = ?children, "ChildRuns is not a list; no child read from it");
+        return None;
+    };
+    let field = |entry: &HashMap<String, AttributeValue>, name: &str| match entry.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let refs = entries
+        .into_iter()
+        .map(|entry| match entry {
+            AttributeValue::M(m) => {
+                let child = ChildRef { workflow_arn: field(&m, attr::WORKFLOW_ARN), run_id: field(&m, attr::RUN_ID) };
+                if child.workflow_arn.is_empty() || child.run_id.is_empty() {
+                    tracing::error!(run = %key, entry = ?m, "ChildRuns entry without a WorkflowArn and RunId string");
+                }
+                child
+            }
+            other => {
+                tracing::error!(run = %key, entry = ?other, "ChildRuns entry is not a map");
+                ChildRef { workflow_arn: String::new(), run_id: String::new() }
+            }
+        })
+        .collect();
+    Some(refs)
 }
 
 impl DynamoRunStore {

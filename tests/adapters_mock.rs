@@ -160,7 +160,7 @@ async fn a_bad_worker_entry_does_not_block_the_stop_but_a_broken_item_is_corrupt
     });
     let broken = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
         let mut bad = item("STOPPING");
-        bad.insert("WorkflowVersion".into(), AttributeValue::Bool(true));
+        bad.insert("Status".into(), AttributeValue::N("3".into()));
         UpdateItemOutput::builder().set_attributes(Some(bad)).build()
     });
     let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&bad_workers, &not_a_map, &broken]), "Runs");
@@ -173,6 +173,47 @@ async fn a_bad_worker_entry_does_not_block_the_stop_but_a_broken_item_is_corrupt
         other => panic!("{other:?}"),
     }
     assert!(matches!(store.request_stop(&key(), &stop()).await, Err(StoreError::Corrupt { .. })));
+}
+
+/// Optional attributes of the wrong type are read as absent, and malformed
+/// `ChildRuns` entries stay visible (empty keys) for the child policy to
+/// count as skipped: the run is still stoppable and still finalizable.
+#[tokio::test]
+async fn wrongly_typed_optional_attributes_are_read_as_absent_not_as_a_corrupt_run() {
+    let sloppy = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("WorkflowVersion".into(), AttributeValue::Bool(true));
+        bad.insert("CancelRequested".into(), s("yes"));
+        bad.insert("WorkerClusters".into(), s("workers"));
+        bad.insert("WorkerStartedBy".into(), s("mwaa-run-1"));
+        bad.insert("ChildPolicy".into(), s("ABANDON"));
+        bad.insert(
+            "ChildRuns".into(),
+            AttributeValue::L(vec![
+                AttributeValue::M(HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("child-1"))])),
+                AttributeValue::M(HashMap::from([("WorkflowArn".into(), s(ARN))])),
+                AttributeValue::M(HashMap::from([
+                    ("WorkflowArn".into(), s(ARN)),
+                    ("RunId".into(), AttributeValue::N("2".into())),
+                ])),
+                s("not a map"),
+            ]),
+        );
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&sloppy]), "Runs");
+    let run = match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => run,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run.status, "STOPPING");
+    assert_eq!(run.workers.keys().collect::<Vec<_>>(), vec![TASK], "the workers are still stopped");
+    assert_eq!((run.workflow_version, run.cancel_requested, run.worker_clusters), (None, None, None));
+    assert_eq!(run.worker_started_by.as_deref(), Some("mwaa-run-1"), "well-typed attributes are kept");
+    assert_eq!(run.child_policy.as_deref(), Some("ABANDON"));
+    let children: Vec<(&str, &str)> =
+        run.child_runs.iter().flatten().map(|c| (c.workflow_arn.as_str(), c.run_id.as_str())).collect();
+    assert_eq!(children, vec![(ARN, "child-1"), (ARN, ""), (ARN, ""), ("", "")]);
 }
 
 #[tokio::test]

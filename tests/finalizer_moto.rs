@@ -204,3 +204,54 @@ async fn request_cancel_marks_children_and_abandon_leaves_them_running() {
         assert_eq!(world.get_item(&arn, "grandchild").await.unwrap()["Status"].as_s().unwrap(), "RUNNING");
     }
 }
+
+/// A scheduler that wrote some optional attributes with the wrong type must
+/// not leave a run stuck in STOPPING with its workers running: the stop,
+/// GetWorkflowRun and the finalizer read those attributes as absent, and a
+/// malformed `ChildRuns` entry is reported as skipped, not silently lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrongly_typed_optional_attributes_never_make_a_run_unstoppable() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let mut tail = world.tail().await;
+    let arn = workflow_arn("sloppy");
+    let workers = world.start_workers(3).await;
+    let child_workers = world.start_workers(2).await;
+    world.put_run(&arn, "parent", "RUNNING", &workers).await;
+    world.put_run(&arn, "child", "RUNNING", &child_workers).await;
+    for (name, value) in [
+        ("WorkflowVersion", AttributeValue::Bool(true)),
+        ("CancelRequested", s("no")),
+        ("WorkerClusters", s(&world.cluster)),
+        ("WorkerStartedBy", AttributeValue::N("7".into())),
+        ("ChildPolicy", s("TERMINATE")),
+        (
+            "ChildRuns",
+            AttributeValue::L(vec![
+                AttributeValue::M([("WorkflowArn".to_owned(), s(&arn)), ("RunId".to_owned(), s("child"))].into()),
+                AttributeValue::M([("RunId".to_owned(), AttributeValue::N("9".into()))].into()),
+            ]),
+        ),
+    ] {
+        world.set(&arn, "parent", name, value).await;
+    }
+
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!((reply.status, reply.json["Status"].clone()), (200, json!("STOPPING")), "{}", reply.json);
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3], "the fan-out ran");
+    let get = call(&api, &http_event(Some(GET), &stop_body(&arn, "parent"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!((get.status, get.json["RunDetail"]["RunState"].clone()), (200, json!("STOPPING")), "{}", get.json);
+    assert!(get.json.get("WorkflowVersion").is_none(), "a BOOL version is not shown as one: {}", get.json);
+
+    drain_stream(&world, &mut tail, &finalizer).await;
+    let parent = world.get_item(&arn, "parent").await.unwrap();
+    assert_eq!(parent["Status"].as_s().unwrap(), "STOPPED");
+    let applied = event(&parent, "ChildPolicyApplied");
+    let count = |name: &str| applied[name].as_n().unwrap().clone();
+    assert_eq!((count("Children"), count("Affected"), count("Skipped")), ("2".into(), "1".into(), "1".into()));
+    assert_eq!(world.get_item(&arn, "child").await.unwrap()["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(world.task_statuses(&child_workers).await, vec!["STOPPED"; 2]);
+    // The stored attributes themselves are left as the scheduler wrote them.
+    assert_eq!(parent["WorkflowVersion"], AttributeValue::Bool(true));
+}
