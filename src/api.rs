@@ -347,9 +347,12 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
     }
 
     async fn dispatch(&self, req: &Request, request_id: &str, deadline: Option<Instant>) -> Result<Value, ApiError> {
+        // Identity first: a caller without one learns nothing, not even what is
+        // wrong with its request. (The account check needs the parsed ARN, so
+        // it stays in the service.)
+        let caller = caller_of(req, self.settings.auth)?;
         let op = parse_target(req)?;
         let key = parse_run_key(req.body().as_ref())?;
-        let caller = caller_of(req, self.settings.auth)?;
         match op {
             Operation::StopWorkflowRun => {
                 let stop = StopRequest {
