@@ -132,6 +132,11 @@ struct Fleet {
     describe_failures: AtomicUsize,
     /// Tasks that never stop (a stuck agent).
     stuck: Vec<&'static str>,
+    /// Every `DescribeTasks`: (cluster, how many tasks).
+    describes: Mutex<Vec<(String, usize)>>,
+    /// Calls that named a task under another cluster than the one it runs in
+    /// (tasks named `<cluster>/<id>` carry their cluster; others are not checked).
+    wrong_cluster: Mutex<Vec<String>>,
 }
 
 impl Fleet {
@@ -150,11 +155,19 @@ impl Fleet {
     fn last_status(&self, task: &str) -> String {
         self.tasks.lock().unwrap()[task].0.clone()
     }
+    fn check_cluster(&self, call: &str, cluster: &str, task: &str) {
+        if let Some((home, _)) = task.split_once('/') {
+            if home != cluster {
+                self.wrong_cluster.lock().unwrap().push(format!("{call} {task} in {cluster}"));
+            }
+        }
+    }
 }
 
 impl WorkerControl for Fleet {
-    async fn stop_task(&self, _cluster: &str, task: &str, _reason: &str) -> Result<TaskStop, UpstreamError> {
+    async fn stop_task(&self, cluster: &str, task: &str, _reason: &str) -> Result<TaskStop, UpstreamError> {
         self.stop_calls.fetch_add(1, Ordering::SeqCst);
+        self.check_cluster("StopTask", cluster, task);
         let mut tasks = self.tasks.lock().unwrap();
         match tasks.get_mut(task) {
             None => Ok(TaskStop::Gone),
@@ -170,8 +183,12 @@ impl WorkerControl for Fleet {
 }
 
 impl WorkerFleet for Fleet {
-    async fn describe_tasks(&self, _cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
+    async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
         self.describe_calls.fetch_add(1, Ordering::SeqCst);
+        self.describes.lock().unwrap().push((cluster.to_owned(), tasks.len()));
+        for t in tasks {
+            self.check_cluster("DescribeTasks", cluster, t);
+        }
         if self.describe_failures.load(Ordering::SeqCst) > 0 {
             self.describe_failures.fetch_sub(1, Ordering::SeqCst);
             return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
@@ -262,6 +279,37 @@ async fn waits_until_every_worker_is_really_stopped_before_writing_stopped() {
     let finalized = f.store().finalized.lock().unwrap();
     assert_eq!(finalized[0].1.workers_stopped, 3);
     assert_eq!(f.store().events_of(&k), vec!["Stopped"]);
+}
+
+/// 150 workers in one cluster and 101 in another: `DescribeTasks` is asked
+/// per cluster, at most 100 tasks a call, and every task is stopped in its
+/// own cluster.
+#[tokio::test(start_paused = true)]
+async fn describes_are_grouped_by_cluster_and_chunked_at_one_hundred() {
+    let table = Table::default();
+    let k = key("etl", "big");
+    let tasks: Vec<String> = (0..150)
+        .map(|i| format!("blue/t{i:03}"))
+        .chain((0..101).map(|i| format!("green/t{i:03}")))
+        .collect();
+    let mut r = run("etl", "big", RunStatus::Stopping, &[]);
+    r.workers = tasks.iter().map(|t| (t.clone(), t.split_once('/').unwrap().0.to_owned())).collect();
+    table.put(r);
+    let fleet = Fleet::default();
+    fleet.running(&tasks.iter().map(String::as_str).collect::<Vec<_>>());
+    let f = Finalizer::new(table, fleet, limits());
+    let out = f.finalize_run(&k, None).await.unwrap();
+    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 251, orphans_stopped: 0, child_policy: None });
+    let fleet = f.fleet();
+    assert_eq!(fleet.wrong_cluster.lock().unwrap().clone(), Vec::<String>::new());
+    assert_eq!(fleet.stop_calls.load(Ordering::SeqCst), 251, "each worker told to stop once");
+    let describes = fleet.describes.lock().unwrap().clone();
+    assert!(describes.iter().all(|(_, n)| (1..=100).contains(n)), "{describes:?}");
+    let first_pass: Vec<(&str, usize)> = describes.iter().take(4).map(|(c, n)| (c.as_str(), *n)).collect();
+    assert_eq!(first_pass, vec![("blue", 100), ("blue", 50), ("green", 100), ("green", 1)]);
+    for t in &tasks {
+        assert_eq!(fleet.last_status(t), "STOPPED", "{t}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
