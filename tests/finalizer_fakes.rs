@@ -288,10 +288,8 @@ async fn waits_until_every_worker_is_really_stopped_before_writing_stopped() {
 async fn describes_are_grouped_by_cluster_and_chunked_at_one_hundred() {
     let table = Table::default();
     let k = key("etl", "big");
-    let tasks: Vec<String> = (0..150)
-        .map(|i| format!("blue/t{i:03}"))
-        .chain((0..101).map(|i| format!("green/t{i:03}")))
-        .collect();
+    let tasks: Vec<String> =
+        (0..150).map(|i| format!("blue/t{i:03}")).chain((0..101).map(|i| format!("green/t{i:03}"))).collect();
     let mut r = run("etl", "big", RunStatus::Stopping, &[]);
     r.workers = tasks.iter().map(|t| (t.clone(), t.split_once('/').unwrap().0.to_owned())).collect();
     table.put(r);
