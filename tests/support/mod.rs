@@ -53,14 +53,36 @@ pub fn venv() -> PathBuf {
     std::env::var_os("MWAA_STOP_VENV").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".venv"))
 }
 
+/// A tool of the virtualenv. Plain `cargo test` on a fresh clone creates the
+/// project's virtualenv itself (`make venv`, under a file lock so test
+/// processes run side by side install it once); an `MWAA_STOP_VENV` given by
+/// the caller is used as it is.
 pub fn venv_bin(name: &str) -> PathBuf {
     let path = venv().join("bin").join(name);
+    if !path.exists() && std::env::var_os("MWAA_STOP_VENV").is_none() {
+        ensure_project_venv();
+    }
     assert!(
         path.exists(),
         "{} is missing: run `make venv` (or `make test`, which does) to install the local AWS stand-ins",
         path.display()
     );
     path
+}
+
+fn ensure_project_venv() {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _in_process = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all(project_dir().join("target")).expect("create target/");
+    let lock = std::fs::File::create(project_dir().join("target/.venv-install.lock")).expect("create the venv lock");
+    lock.lock().expect("lock the venv install");
+    eprintln!("creating the project's virtualenv with `make venv` (first time only)");
+    let status = Command::new("make")
+        .args(["--no-print-directory", "venv"])
+        .current_dir(project_dir())
+        .status()
+        .expect("run `make venv` (GNU make is needed to create the test tools' virtualenv)");
+    assert!(status.success(), "`make venv` failed: see its message above");
 }
 
 pub fn free_port() -> u16 {
