@@ -210,3 +210,58 @@ fn the_demo_tour_passes_with_the_real_aws_cli() {
     }
     assert!(!text.contains("RUNNING → RUNNING"));
 }
+
+/// Ctrl-C / SIGTERM while the stack is still starting (the first request to
+/// `cargo lambda watch` blocks for the whole first build) stops it at once:
+/// `up` exits 0, `demo` 130, and no process it started is left running.
+#[test]
+fn a_stop_signal_during_start_up_leaves_nothing_running() {
+    for (command, expected) in [("up", 0), ("demo", 130)] {
+        let (aws_port, api_port) = (free_port(), free_port());
+        let mut stack = Command::new(venv_bin("python"))
+            .current_dir(project_dir())
+            .args(["tools/local_stack.py", command, "--aws-port", &aws_port.to_string()])
+            .args(["--api-port", &api_port.to_string()])
+            .arg("--log-dir")
+            .arg(log_dir().join(format!("interrupted-{command}-{api_port}")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the local stack");
+        let pid = stack.id();
+        let mut transcript = Vec::new();
+        let mut lines = BufReader::new(stack.stdout.take().unwrap()).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            let starting_functions = line.contains("starting both functions under cargo lambda watch");
+            transcript.push(line);
+            if starting_functions {
+                break;
+            }
+        }
+        assert!(
+            transcript.last().is_some_and(|l| l.contains("cargo lambda watch")),
+            "{command} never started the functions:\n{}",
+            transcript.join("\n")
+        );
+        // Give `cargo lambda watch` a moment to spawn its build, then signal.
+        std::thread::sleep(Duration::from_millis(500));
+        let children = descendants(pid);
+        assert!(children.len() >= 2, "{command}: moto and cargo lambda watch are running: {children:?}");
+        assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let exit = loop {
+            if let Some(s) = stack.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{command} did not exit within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut stack.stderr.take().unwrap(), &mut err).unwrap();
+        transcript.extend(lines.map_while(Result::ok));
+        assert_eq!(exit.code(), Some(expected), "{command}: {err}\n{}", transcript.join("\n"));
+        assert!(!err.contains("Traceback"), "{command} printed a traceback: {err}");
+        let left: Vec<_> = children.iter().filter(|(p, s)| alive(*p, *s)).collect();
+        assert!(left.is_empty(), "{command} left processes behind: {left:?}");
+    }
+}

@@ -47,12 +47,40 @@ class StackError(Exception):
     """A failure the user can act on, said in one sentence."""
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM arrived while the stack was starting."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so
+    no `except Exception` on the way (a readiness probe, a boto3 call) can
+    swallow it."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def install_stop_signals(cancel: threading.Event) -> None:
+    """Ctrl-C and SIGTERM set `cancel` and raise Interrupted in the main
+    thread, so a blocking call (the first `cargo lambda watch` request waits
+    for a build of several minutes) is cut short instead of resumed. Only the
+    first signal raises: later ones arrive while the stack is being stopped
+    and must not cut that short."""
+
+    def on_signal(_signum, _frame):
+        if cancel.is_set():
+            return
+        cancel.set()
+        raise Interrupted()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
 
 
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    """Print a progress line. A reader that went away (`make local | head`)
+    must not turn a clean shutdown into a traceback."""
+    try:
+        print(msg, flush=True)
+    except BrokenPipeError:
+        # Python would report the failed flush again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def now_iso() -> str:
@@ -120,11 +148,16 @@ class Stack:
     def _spawn(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.log_dir / log_name, "ab")
         # Own session: Ctrl-C reaches only this program, which then stops
-        # every process it started, group by group.
-        p = subprocess.Popen(
-            args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-        )
-        self.procs.append(p)
+        # every process it started, group by group. A stop signal is held
+        # back until the process is recorded, so none escapes `stop()`.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            p = subprocess.Popen(
+                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+            self.procs.append(p)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return p
 
     def _check_alive(self, p: subprocess.Popen, what: str, log_name: str) -> None:
@@ -243,6 +276,7 @@ class Stack:
         say(f"- created run table {TABLE} (stream on) and ECS cluster {CLUSTER}")
 
     def stop(self) -> None:
+        self.cancel.set()  # from here on a stop signal is absorbed, never cuts the cleanup short
         if self.mapper:
             self.mapper.stop()
         if self.mapper_thread:
@@ -357,8 +391,8 @@ def task_statuses(aws_url: str, tasks: list[str]) -> dict[str, str]:
 def cmd_up(args) -> int:
     stack = Stack(args.aws_port, args.api_port, Path(args.log_dir))
     stopping = stack.cancel
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    serving = False
+    install_stop_signals(stopping)
     try:
         stack.start()
         arn, run_id, tasks = seed_run(stack.aws_url, workers=3)
@@ -369,6 +403,7 @@ def cmd_up(args) -> int:
         say(cli_commands(stack.api_url, arn, run_id))
         say(f"More runs: make seed WORKERS=5 CHILDREN=2 CHILD_POLICY=REQUEST_CANCEL LOCAL_AWS_PORT={args.aws_port} LOCAL_API_PORT={args.api_port}")
         say("Serving. Ctrl-C stops everything.")
+        serving = True
         while not stopping.is_set():
             for p in stack.procs:
                 if p.poll() is not None:
@@ -377,7 +412,7 @@ def cmd_up(args) -> int:
         say("- stopping")
         return 0
     except Interrupted:
-        say("- interrupted while starting; stopping")
+        say("- stopping" if serving else "- interrupted while starting; stopping")
         return 0
     except StackError as e:
         print(f"local: {e}", file=sys.stderr)
@@ -418,6 +453,7 @@ def aws_cli(stack: Stack, *args: str) -> dict:
 
 def cmd_demo(args) -> int:
     stack = Stack(args.aws_port, args.api_port, Path(args.log_dir))
+    install_stop_signals(stack.cancel)
     try:
         say("== Starting the local stack")
         stack.start()
@@ -471,6 +507,9 @@ def cmd_demo(args) -> int:
             return 1
         say("OK: the run is STOPPED and every worker task is STOPPED")
         return 0
+    except Interrupted:
+        say("\n== Interrupted")
+        return 130
     except StackError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
