@@ -46,6 +46,18 @@ fn alive(pid: u32, start: u64) -> bool {
     })
 }
 
+/// The exit status of a stack just sent SIGTERM; it has a minute to go.
+fn exit_after_sigterm(stack: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = stack.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
     let (aws_port, api_port) = (free_port(), free_port());
@@ -148,14 +160,7 @@ async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
     assert!(children.len() >= 3, "moto, cargo lambda watch and the functions run under it: {children:?}");
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(s) = stack.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the stack did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let exit = exit_after_sigterm(&mut stack, "the stack");
     assert!(exit.success(), "exit status {exit}");
     let left: Vec<_> = children.iter().filter(|(p, s)| alive(*p, *s)).collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -248,14 +253,7 @@ fn a_stop_signal_during_start_up_leaves_nothing_running() {
         let children = descendants(pid);
         assert!(children.len() >= 2, "{command}: moto and cargo lambda watch are running: {children:?}");
         assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let exit = loop {
-            if let Some(s) = stack.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "{command} did not exit within 60 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let exit = exit_after_sigterm(&mut stack, command);
         let mut err = String::new();
         std::io::Read::read_to_string(&mut stack.stderr.take().unwrap(), &mut err).unwrap();
         transcript.extend(lines.map_while(Result::ok));
