@@ -2,7 +2,8 @@
 //!
 //! 1. Stop latency vs workers (the real handler and SDK clients against an
 //!    AWS-protocol responder with a fixed service latency D), p50/p99 and the
-//!    ratio to the round-trip floor D × (1 + ceil(N / concurrency)).
+//!    ratio to the round-trip floor D × (1 + ceil(N / concurrency)); then the
+//!    same through the Lambda runtime, driving the release binary.
 //! 2. Requests per stop, counted at the responder.
 //! 3. Cold start of the release binary under a minimal Lambda Runtime API.
 //! 4. Binary sizes and peak RSS during an N = 500 stop.
@@ -104,6 +105,56 @@ struct LatencyRow {
     ecs_requests: u64,
 }
 
+/// (workers, runs) of each latency row.
+fn latency_plan(o: &Opts) -> &'static [(usize, usize)] {
+    if o.smoke {
+        &[(0, 3), (3, 3)]
+    } else {
+        &[(0, 400), (1, 400), (10, 300), (100, 150), (500, 40)]
+    }
+}
+
+/// One row per N: `stop(run_id)` performs one stop of the run the responder
+/// gives N workers, and returns how long it took.
+async fn latency_rows<F, Fut>(o: &Opts, responder: &Responder, mut stop: F) -> Vec<LatencyRow>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    let mut rows = Vec::new();
+    for &(n, runs) in latency_plan(o) {
+        // Warm the connection pools first: the steady state is what is measured.
+        for i in 0..5 {
+            stop(format!("n{n}-warm{i}")).await;
+        }
+        let mut samples = Vec::with_capacity(runs);
+        let (mut ddb, mut ecs) = (0, 0);
+        let before = responder.counts.injected();
+        for i in 0..runs {
+            let (d0, e0, _) = responder.counts.snapshot();
+            samples.push(stop(format!("n{n}-{i}")).await);
+            let (d1, e1, _) = responder.counts.snapshot();
+            (ddb, ecs) = (d1 - d0, e1 - e0);
+            assert_eq!(workers_of(&format!("n{n}-{i}")), n);
+        }
+        samples.sort();
+        let waves = n.div_ceil(CONCURRENCY) as u32;
+        rows.push(LatencyRow {
+            n,
+            runs,
+            p50: percentile(&samples, 0.5),
+            p99: percentile(&samples, 0.99),
+            d_eff: mean_injected(before, responder.counts.injected()),
+            floor: o.latency * (1 + waves),
+            naive_floor: o.latency * (2 + n as u32),
+            dynamodb_requests: ddb,
+            ecs_requests: ecs,
+        });
+    }
+    rows
+}
+
+/// The handler in process, with the real SDK clients: what the code costs.
 async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
     let conf = sdk(&responder.url).await;
     let api = Api::new(
@@ -114,46 +165,66 @@ async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
         ),
         ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
     );
-    let plan: &[(usize, usize)] =
-        if o.smoke { &[(0, 3), (3, 3)] } else { &[(0, 400), (1, 400), (10, 300), (100, 150), (500, 40)] };
-    let mut rows = Vec::new();
-    for &(n, runs) in plan {
-        // Warm the connection pools first: the steady state is what is measured.
-        for i in 0..5 {
-            let _ = api
-                .handle(lambda_http::request::from_str(&stop_event(&format!("n{n}-warm{i}")).to_string()).unwrap())
-                .await;
-        }
-        let mut samples = Vec::with_capacity(runs);
-        let (mut ddb, mut ecs) = (0, 0);
-        let before = responder.counts.injected();
-        for i in 0..runs {
-            let req = lambda_http::request::from_str(&stop_event(&format!("n{n}-{i}")).to_string()).unwrap();
-            let (d0, e0, _) = responder.counts.snapshot();
-            let t = Instant::now();
-            let resp = api.handle(req).await;
-            samples.push(t.elapsed());
-            let (d1, e1, _) = responder.counts.snapshot();
-            assert_eq!(resp.status(), 200, "{:?}", resp.body());
-            (ddb, ecs) = (d1 - d0, e1 - e0);
-            assert_eq!(workers_of(&format!("n{n}-{i}")), n);
-        }
-        samples.sort();
-        let waves = n.div_ceil(CONCURRENCY) as u32;
-        let d_eff = mean_injected(before, responder.counts.injected());
-        rows.push(LatencyRow {
-            n,
-            runs,
-            p50: percentile(&samples, 0.5),
-            p99: percentile(&samples, 0.99),
-            d_eff,
-            floor: d_eff * (1 + waves),
-            naive_floor: o.latency * (2 + n as u32),
-            dynamodb_requests: ddb,
-            ecs_requests: ecs,
-        });
-    }
+    let api = &api;
+    latency_rows(o, responder, |run_id| async move {
+        let req = lambda_http::request::from_str(&stop_event(&run_id).to_string()).unwrap();
+        let t = Instant::now();
+        let resp = api.handle(req).await;
+        let took = t.elapsed();
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        took
+    })
+    .await
+}
+
+/// The release `run-api` binary as Lambda runs it: each stop is an event
+/// handed out by a Runtime API, timed until the function posts its response
+/// (event decoding, the handler, response encoding and the runtime's two
+/// local HTTP hops included).
+async fn stop_latency_via_runtime(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
+    let runtime = RuntimeApi::start().await;
+    let mut child = spawn_function(&binary("run-api"), &runtime, responder, 1);
+    wait_first_poll(&runtime).await;
+    let runtime = &runtime;
+    let rows = latency_rows(o, responder, |run_id| async move {
+        let event = Bytes::from(stop_event(&run_id).to_string());
+        let t = Instant::now();
+        let (done, body) = runtime.invoke(format!("lat-{run_id}"), event).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("STOPPING"), "{body:?}");
+        done - t
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
     rows
+}
+
+/// The Markdown table of latency rows, and the same rows as JSON.
+fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
+    md.push_str("| workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut jrows = Vec::new();
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
+            r.n,
+            r.runs,
+            ms(r.p50),
+            ms(r.p99),
+            ms(r.d_eff),
+            ms(r.floor),
+            ms(r.p50) / ms(r.floor),
+            ms(r.p99) / ms(r.floor),
+            ms(r.naive_floor),
+            r.dynamodb_requests,
+            r.ecs_requests
+        ));
+        jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
+            "injected_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
+            "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
+            "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests}));
+    }
+    json!(jrows)
 }
 
 struct FinalizerRow {
@@ -186,14 +257,12 @@ async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
         serde_json::from_value(json!({ "Records": records })).unwrap()
     };
     let _ = f.handle_batch(batch("warm"), None).await;
-    let before = responder.counts.injected();
     let t = Instant::now();
     let resp = f.handle_batch(batch("run"), None).await;
     let elapsed = t.elapsed();
-    let d_eff = mean_injected(before, responder.counts.injected());
     assert!(resp.batch_item_failures.is_empty());
     // GetItem, DescribeTasks, UpdateItem per run, `run_concurrency` runs at a time.
-    let floor = d_eff * 3 * runs.div_ceil(limits.run_concurrency) as u32;
+    let floor = o.latency * 3 * runs.div_ceil(limits.run_concurrency) as u32;
     FinalizerRow { runs, workers_each, elapsed, floor }
 }
 
@@ -352,32 +421,9 @@ async fn main() {
     ));
 
     let rows = stop_latency(&o, &responder).await;
-    md.push_str("## 1–2. Stop latency vs workers, and requests per stop\n\n");
-    md.push_str("Floor = D × (1 + ceil(N / 32)) with D the latency the responder really injected (tokio's timer rounds a 10 ms sleep up by up to 1 ms; that slack is the instrument's, not the handler's). Naive = 2 + N round trips (read, write, one StopTask after another).\n\n");
-    md.push_str("| workers N | runs | p50 ms | p99 ms | measured D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let mut jrows = Vec::new();
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
-            r.n,
-            r.runs,
-            ms(r.p50),
-            ms(r.p99),
-            ms(r.d_eff),
-            ms(r.floor),
-            ms(r.p50) / ms(r.floor),
-            ms(r.p99) / ms(r.floor),
-            ms(r.naive_floor),
-            r.dynamodb_requests,
-            r.ecs_requests
-        ));
-        jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
-            "measured_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
-            "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
-            "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests}));
-    }
-    js["stop_latency"] = json!(jrows);
+    md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
+    md.push_str(&format!("Floor = D × (1 + ceil(N / {CONCURRENCY})) with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another).\n\n"));
+    js["stop_latency"] = latency_table(&mut md, &rows);
 
     let fin = finalizer_throughput(&o, &responder).await;
     let rate = fin.runs as f64 / fin.elapsed.as_secs_f64();
@@ -401,6 +447,11 @@ async fn main() {
         );
         return;
     }
+
+    let rows = stop_latency_via_runtime(&o, &responder).await;
+    md.push_str("\n## 1b. The same through the Lambda runtime (release `run-api` binary)\n\n");
+    md.push_str("Each stop is an event handed out by a minimal Runtime API and timed until the function posts its response: event decoding, response encoding and two local HTTP hops on top of the handler. Same floor.\n\n");
+    js["stop_latency_via_runtime"] = latency_table(&mut md, &rows);
 
     let sizes: Vec<(String, Option<u64>, Option<u64>)> = ["run-api", "stop-finalizer"]
         .iter()
