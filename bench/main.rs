@@ -11,7 +11,7 @@
 //! 6. Server-side throughput of one `run-api` process with managed concurrency.
 //!
 //! `--smoke` runs one tiny configuration (for `make test`); it never judges a
-//! number. Results: printed, and written to bench/results/latest.{md,json}.
+//! number. `--latency-only` runs section 1 alone; `--latency-ms D` sets D. Results: printed, and written to bench/results/latest.{md,json}.
 
 mod responder;
 // Shared with the crash tests, which drive the same binaries.
@@ -39,6 +39,9 @@ const CONCURRENCY: usize = 32;
 
 struct Opts {
     smoke: bool,
+    /// Only the in-process latency rows (section 1), printed, nothing
+    /// written: the quick loop for investigating a ratio.
+    latency_only: bool,
     latency: Duration,
     out: PathBuf,
 }
@@ -48,6 +51,7 @@ fn opts() -> Opts {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     Opts {
         smoke: args.iter().any(|a| a == "--smoke"),
+        latency_only: args.iter().any(|a| a == "--latency-only"),
         latency: Duration::from_millis(value("--latency-ms").map_or(10, |v| v.parse().expect("--latency-ms N"))),
         out: PathBuf::from(value("--out").unwrap_or_else(|| "bench/results".into())),
     }
@@ -84,6 +88,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// user + system CPU time of this process so far (clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.get(stat.rfind(')').map_or(0, |i| i + 2)..).unwrap_or("").split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -99,6 +112,9 @@ struct LatencyRow {
     p99: Duration,
     /// The latency the responder really injected during this row.
     d_eff: Duration,
+    /// CPU time of the bench process per stop (handler, SDK clients and the
+    /// responder together; 10 ms tick resolution over the whole row).
+    cpu_per_stop: Duration,
     floor: Duration,
     naive_floor: Duration,
     dynamodb_requests: u64,
@@ -130,6 +146,7 @@ where
         let mut samples = Vec::with_capacity(runs);
         let (mut ddb, mut ecs) = (0, 0);
         let before = responder.counts.injected();
+        let cpu_before = process_cpu();
         for i in 0..runs {
             let (d0, e0, _) = responder.counts.snapshot();
             samples.push(stop(format!("n{n}-{i}")).await);
@@ -137,9 +154,11 @@ where
             (ddb, ecs) = (d1 - d0, e1 - e0);
             assert_eq!(workers_of(&format!("n{n}-{i}")), n);
         }
+        let cpu = process_cpu().saturating_sub(cpu_before);
         samples.sort();
         let waves = n.div_ceil(CONCURRENCY) as u32;
         rows.push(LatencyRow {
+            cpu_per_stop: cpu / runs as u32,
             n,
             runs,
             p50: percentile(&samples, 0.5),
@@ -201,12 +220,12 @@ async fn stop_latency_via_runtime(o: &Opts, responder: &Responder) -> Vec<Latenc
 
 /// The Markdown table of latency rows, and the same rows as JSON.
 fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
-    md.push_str("| workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req | bench CPU per stop ms |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut jrows = Vec::new();
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} |\n",
+            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
             r.n,
             r.runs,
             ms(r.p50),
@@ -217,12 +236,13 @@ fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
             ms(r.p99) / ms(r.floor),
             ms(r.naive_floor),
             r.dynamodb_requests,
-            r.ecs_requests
+            r.ecs_requests,
+            ms(r.cpu_per_stop)
         ));
         jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
             "injected_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
             "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
-            "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests}));
+            "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests, "bench_cpu_per_stop_ms": ms(r.cpu_per_stop)}));
     }
     json!(jrows)
 }
@@ -424,6 +444,10 @@ async fn main() {
     md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
     md.push_str(&format!("Floor = D × (1 + ceil(N / {CONCURRENCY})) with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another).\n\n"));
     js["stop_latency"] = latency_table(&mut md, &rows);
+    if o.latency_only {
+        println!("{md}");
+        return;
+    }
 
     let fin = finalizer_throughput(&o, &responder).await;
     let rate = fin.runs as f64 / fin.elapsed.as_secs_f64();
