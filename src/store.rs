@@ -25,6 +25,7 @@ pub mod attr {
     pub const COMPLETED_ON: &str = "CompletedOn";
     pub const CANCEL_REQUESTED: &str = "CancelRequested";
     pub const CHILD_RUNS: &str = "ChildRuns";
+    pub const WORKER_CLUSTERS: &str = "WorkerClusters";
 }
 
 /// A run as the service reads it from the table. Unknown attributes are
@@ -184,6 +185,7 @@ fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
 fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
     let workers = item.remove(attr::WORKERS);
     let children = item.remove(attr::CHILD_RUNS);
+    normalize_worker_clusters(key, &mut item);
     let mut run: RunRecord = match serde_dynamo::from_item(item.clone()) {
         Ok(run) => run,
         Err(_) => parse_dropping_bad_attributes(key, item)?,
@@ -206,6 +208,21 @@ fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunR
         Some(other) => tracing::error!(run = %key, value = ?other, "Workers is not a map; no worker read from it"),
     }
     Ok(run)
+}
+
+/// `WorkerClusters` is SS by contract, but a scheduler that wrote one cluster
+/// as S, or a list of S, still named where its orphans may run: reading that
+/// as "no clusters" would skip the orphan sweep and leave workers billing.
+fn normalize_worker_clusters(key: &RunKey, item: &mut HashMap<String, AttributeValue>) {
+    let clusters = match item.get(attr::WORKER_CLUSTERS) {
+        Some(AttributeValue::S(one)) => vec![one.clone()],
+        Some(AttributeValue::L(list)) if list.iter().all(|v| matches!(v, AttributeValue::S(_))) => {
+            list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+        }
+        _ => return,
+    };
+    tracing::warn!(run = %key, ?clusters, "WorkerClusters is not a string set; read as one");
+    item.insert(attr::WORKER_CLUSTERS.to_owned(), AttributeValue::Ss(clusters));
 }
 
 /// The slow path of [`parse`], taken only for an item that does not follow

@@ -218,13 +218,16 @@ async fn wrongly_typed_optional_attributes_never_make_a_run_unstoppable() {
     let arn = workflow_arn("sloppy");
     let workers = world.start_workers(3).await;
     let child_workers = world.start_workers(2).await;
+    let orphans = world.launch("sloppy-scheduler", 2).await; // launched, never registered
     world.put_run(&arn, "parent", "RUNNING", &workers).await;
     world.put_run(&arn, "child", "RUNNING", &child_workers).await;
     for (name, value) in [
         ("WorkflowVersion", AttributeValue::Bool(true)),
         ("CancelRequested", s("no")),
+        ("RunType", AttributeValue::N("7".into())),
+        // One cluster as S instead of SS: still where the sweep looks.
         ("WorkerClusters", s(&world.cluster)),
-        ("WorkerStartedBy", AttributeValue::N("7".into())),
+        ("WorkerStartedBy", s("sloppy-scheduler")),
         ("ChildPolicy", s("TERMINATE")),
         (
             "ChildRuns",
@@ -247,6 +250,8 @@ async fn wrongly_typed_optional_attributes_never_make_a_run_unstoppable() {
     drain_stream(&world, &mut tail, &finalizer).await;
     let parent = world.get_item(&arn, "parent").await.unwrap();
     assert_eq!(parent["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(world.task_statuses(&orphans).await, vec!["STOPPED"; 2], "the startedBy sweep ran");
+    assert_eq!(event(&parent, "Stopped")["OrphansStopped"].as_n().unwrap(), "2");
     let applied = event(&parent, "ChildPolicyApplied");
     let count = |name: &str| applied[name].as_n().unwrap().clone();
     assert_eq!((count("Children"), count("Affected"), count("Skipped")), ("2".into(), "1".into(), "1".into()));
