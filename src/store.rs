@@ -26,6 +26,7 @@ pub mod attr {
     pub const CANCEL_REQUESTED: &str = "CancelRequested";
     pub const CHILD_RUNS: &str = "ChildRuns";
     pub const WORKER_CLUSTERS: &str = "WorkerClusters";
+    pub const WORKER_STARTED_BY: &str = "WorkerStartedBy";
 }
 
 /// A run as the service reads it from the table. Unknown attributes are
@@ -185,7 +186,7 @@ fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
 fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
     let workers = item.remove(attr::WORKERS);
     let children = item.remove(attr::CHILD_RUNS);
-    normalize_worker_clusters(key, &mut item);
+    normalize_sweep_attributes(key, &mut item);
     let mut run: RunRecord = match serde_dynamo::from_item(item.clone()) {
         Ok(run) => run,
         Err(_) => parse_dropping_bad_attributes(key, item)?,
@@ -210,19 +211,26 @@ fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunR
     Ok(run)
 }
 
-/// `WorkerClusters` is SS by contract, but a scheduler that wrote one cluster
-/// as S, or a list of S, still named where its orphans may run: reading that
-/// as "no clusters" would skip the orphan sweep and leave workers billing.
-fn normalize_worker_clusters(key: &RunKey, item: &mut HashMap<String, AttributeValue>) {
+/// The orphan sweep's two attributes, read as meant when a scheduler slipped
+/// on their types: `WorkerClusters` is SS by contract, but one S, or an L
+/// whose S entries name clusters, still says where orphans may run, and a
+/// `WorkerStartedBy` written as N is the same `startedBy` string. Reading
+/// either as absent would skip the sweep and leave unregistered workers billing.
+fn normalize_sweep_attributes(key: &RunKey, item: &mut HashMap<String, AttributeValue>) {
     let clusters = match item.get(attr::WORKER_CLUSTERS) {
-        Some(AttributeValue::S(one)) => vec![one.clone()],
-        Some(AttributeValue::L(list)) if list.iter().all(|v| matches!(v, AttributeValue::S(_))) => {
-            list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
-        }
-        _ => return,
+        Some(AttributeValue::S(one)) => Some(vec![one.clone()]),
+        Some(AttributeValue::L(list)) => Some(list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()),
+        _ => None,
     };
-    tracing::warn!(run = %key, ?clusters, "WorkerClusters is not a string set; read as one");
-    item.insert(attr::WORKER_CLUSTERS.to_owned(), AttributeValue::Ss(clusters));
+    if let Some(clusters) = clusters {
+        tracing::warn!(run = %key, ?clusters, "WorkerClusters is not a string set; its strings are read as one");
+        item.insert(attr::WORKER_CLUSTERS.to_owned(), AttributeValue::Ss(clusters));
+    }
+    if let Some(AttributeValue::N(n)) = item.get(attr::WORKER_STARTED_BY) {
+        tracing::warn!(run = %key, started_by = %n, "WorkerStartedBy is a number; read as its string");
+        let n = n.clone();
+        item.insert(attr::WORKER_STARTED_BY.to_owned(), AttributeValue::S(n));
+    }
 }
 
 /// The slow path of [`parse`], taken only for an item that does not follow
@@ -262,9 +270,14 @@ fn parse_dropping_bad_attributes(
 /// it has (empty otherwise) so the child policy reports it as skipped rather
 /// than the parent forgetting a child.
 fn child_refs(key: &RunKey, children: AttributeValue) -> Option<Vec<ChildRef>> {
-    let AttributeValue::L(entries) = children else {
-        tracing::error!(run = %key, value = ?children, "ChildRuns is not a list; no child read from it");
+    if matches!(&children, AttributeValue::Null(_)) {
         return None;
+    }
+    let AttributeValue::L(entries) = children else {
+        // Children exist but cannot be named: one malformed entry, so the
+        // parent's ChildPolicyApplied event records a skip instead of nothing.
+        tracing::error!(run = %key, value = ?children, "ChildRuns is not a list; its children cannot be read");
+        return Some(vec![ChildRef { workflow_arn: String::new(), run_id: String::new() }]);
     };
     let field = |entry: &HashMap<String, AttributeValue>, name: &str| match entry.get(name) {
         Some(AttributeValue::S(v)) => v.clone(),

@@ -398,3 +398,30 @@ async fn list_running_filters_by_started_by_and_follows_pages() {
     let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&first, &second]));
     assert_eq!(ecs.list_running("workers", "run/r1").await.unwrap(), vec!["a", "b", "c"]);
 }
+
+/// The orphan sweep's attributes survive type slips, and children that
+/// cannot be read still leave a trace for the child policy to report.
+#[tokio::test]
+async fn type_slips_never_cost_the_orphan_sweep_or_hide_children() {
+    let slipped = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("WorkerClusters".into(), AttributeValue::L(vec![s("blue"), AttributeValue::Null(true), s("green")]));
+        bad.insert("WorkerStartedBy".into(), AttributeValue::N("7".into()));
+        bad.insert("ChildRuns".into(), AttributeValue::M(HashMap::from([("RunId".into(), s("child-1"))])));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let null_children = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("ChildRuns".into(), AttributeValue::Null(true));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&slipped, &null_children]), "Runs");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else { panic!() };
+    assert_eq!(run.worker_clusters, Some(vec!["blue".to_owned(), "green".to_owned()]));
+    assert_eq!(run.worker_started_by.as_deref(), Some("7"));
+    let children: Vec<(&str, &str)> =
+        run.child_runs.iter().flatten().map(|c| (c.workflow_arn.as_str(), c.run_id.as_str())).collect();
+    assert_eq!(children, vec![("", "")], "an unreadable ChildRuns is one skipped child, not none");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else { panic!() };
+    assert_eq!(run.child_runs, None, "NULL means no children");
+}

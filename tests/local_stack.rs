@@ -253,7 +253,13 @@ fn a_stop_signal_during_start_up_leaves_nothing_running() {
         let children = descendants(pid);
         assert!(children.len() >= 2, "{command}: moto and cargo lambda watch are running: {children:?}");
         assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+        let signalled = Instant::now();
         let exit = exit_after_sigterm(&mut stack, command);
+        // Its processes obey SIGTERM: the stack does not wait out the 15 s
+        // grace period before SIGKILL (as it would if they ignored it).
+        let took = signalled.elapsed();
+        eprintln!("{command} exited {took:?} after SIGTERM");
+        assert!(took < Duration::from_secs(14), "{command} took {took:?} to stop");
         let mut err = String::new();
         std::io::Read::read_to_string(&mut stack.stderr.take().unwrap(), &mut err).unwrap();
         transcript.extend(lines.map_while(Result::ok));

@@ -282,13 +282,13 @@ async fn a_fraction_of_failing_dynamodb_calls_never_half_writes_a_run() {
 // An upstream slower than the deadline
 // ---------------------------------------------------------------------------
 
-/// The stop write takes longer than the Lambda invocation has left: the caller
-/// gets `OperationTimeoutException` in time, and the write either never lands
-/// or lands whole. Either way a retry (or the finalizer) finishes the job.
 /// Far beyond the 1.5 s deadline, so "answered before the write finished"
 /// holds however slow and shared the machine running the test is.
 const SLOW_WRITE: Duration = Duration::from_secs(8);
 
+/// The stop write takes longer than the Lambda invocation has left: the caller
+/// gets `OperationTimeoutException` in time, and the write either never lands
+/// or lands whole. Either way a retry (or the finalizer) finishes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_slower_than_the_lambda_deadline_is_operation_timeout_and_never_half_written() {
     let t = setup(vec![Rule::new("UpdateItem", When::Nth(1), Action::Delay(SLOW_WRITE))], vec![], 2).await;

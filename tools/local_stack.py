@@ -15,6 +15,7 @@ Makefile targets do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -56,21 +57,49 @@ class Interrupted(BaseException):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def install_stop_signals(cancel: threading.Event) -> None:
+class _StopSignals:
     """Ctrl-C and SIGTERM set `cancel` and raise Interrupted in the main
     thread, so a blocking call (the first `cargo lambda watch` request waits
     for a build of several minutes) is cut short instead of resumed. Only the
     first signal raises: later ones arrive while the stack is being stopped
-    and must not cut that short."""
+    and must not cut that short. Inside `deferred()` the raise waits until the
+    block ends (a process being started is recorded first, so `stop()` stops
+    it). Signals are never blocked: a child would inherit the mask and ignore
+    the SIGTERM that stops it."""
 
-    def on_signal(_signum, _frame):
-        if cancel.is_set():
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.deferring = 0
+        self.pending = False
+
+    def on_signal(self, _signum, _frame) -> None:
+        if self.cancel.is_set():
             return
-        cancel.set()
+        self.cancel.set()
+        if self.deferring:
+            self.pending = True
+            return
         raise Interrupted()
 
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+            if self.pending and not self.deferring:
+                self.pending = False
+                raise Interrupted()
+
+
+_STOP = _StopSignals()
+
+
+def install_stop_signals(cancel: threading.Event) -> None:
+    _STOP.cancel, _STOP.deferring, _STOP.pending = cancel, 0, False
     for sig in STOP_SIGNALS:
-        signal.signal(sig, on_signal)
+        signal.signal(sig, _STOP.on_signal)
 
 
 def say(msg: str) -> None:
@@ -148,16 +177,13 @@ class Stack:
     def _spawn(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.log_dir / log_name, "ab")
         # Own session: Ctrl-C reaches only this program, which then stops
-        # every process it started, group by group. A stop signal is held
-        # back until the process is recorded, so none escapes `stop()`.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
+        # every process it started, group by group. A stop signal's
+        # Interrupted waits until the process is recorded, so none escapes `stop()`.
+        with _STOP.deferred():
             p = subprocess.Popen(
                 args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
             )
             self.procs.append(p)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return p
 
     def _check_alive(self, p: subprocess.Popen, what: str, log_name: str) -> None:
@@ -418,6 +444,7 @@ def cmd_up(args) -> int:
         print(f"local: {e}", file=sys.stderr)
         return 1
     finally:
+        stack.cancel.set()  # a signal from here on is absorbed: the cleanup always runs
         stack.stop()
 
 
@@ -514,6 +541,7 @@ def cmd_demo(args) -> int:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     finally:
+        stack.cancel.set()  # a signal from here on is absorbed: the cleanup always runs
         say("\n== Shutting down")
         stack.stop()
 
@@ -542,7 +570,12 @@ def main() -> int:
     seed.add_argument("--children", type=int, default=0)
     seed.add_argument("--child-policy", choices=["TERMINATE", "REQUEST_CANCEL", "ABANDON"], default=None)
     args = p.parse_args()
-    return {"up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)
+    try:
+        return {"up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)
+    except Interrupted:
+        # Only reached when the signal came while a failure was being reported;
+        # the command's own cleanup has run.
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 Run by `make test` (`.venv/bin/python -m pytest tools`)."""
 
 import os
+import pathlib
 import signal
 import socket
+import sys
 import threading
 import time
 
 import pytest
 
-from local_stack import STOP_SIGNALS, Interrupted, event_detail_keys, http, install_stop_signals
+from local_stack import _STOP, STOP_SIGNALS, Interrupted, Stack, event_detail_keys, http, install_stop_signals
 
 
 def test_event_details_print_in_one_order_whatever_order_the_table_returns():
@@ -48,9 +50,9 @@ def test_a_stop_signal_cuts_a_blocking_call_short_and_later_ones_are_absorbed(si
     cancel = threading.Event()
     try:
         install_stop_signals(cancel)
-        _stop_signal_soon(sig)
         started = time.monotonic()
         with pytest.raises(Interrupted):
+            _stop_signal_soon(sig)
             http("GET", f"http://127.0.0.1:{server.getsockname()[1]}/", timeout=120)
         assert time.monotonic() - started < 30, "interrupted long before the request's own timeout"
         assert cancel.is_set()
@@ -65,3 +67,32 @@ def test_a_stop_signal_cuts_a_blocking_call_short_and_later_ones_are_absorbed(si
 
 def test_no_catch_all_swallows_the_interruption():
     assert not issubclass(Interrupted, Exception)
+
+
+def test_a_process_started_while_a_signal_arrives_is_recorded_and_does_not_inherit_a_blocked_mask(tmp_path):
+    """A signal that lands while a process is being started raises only once
+    the process is recorded, and the process itself still obeys SIGTERM."""
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    stack = Stack(0, 0, tmp_path)
+    try:
+        install_stop_signals(stack.cancel)
+        with pytest.raises(Interrupted):
+            with _STOP.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)  # delivered here, but deferred
+                stack._spawn([sys.executable, "-c", "import time; time.sleep(60)"], "sleeper.log")
+        assert len(stack.procs) == 1, "the process was recorded before Interrupted was raised"
+        child = stack.procs[0]
+        status = pathlib.Path(f"/proc/{child.pid}/status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        assert blocked & ((1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))) == 0, status
+        started = time.monotonic()
+        stack.stop()
+        assert child.returncode is not None
+        assert time.monotonic() - started < 10, "SIGTERM stopped it, not the SIGKILL after the grace period"
+    finally:
+        for p in stack.procs:
+            if p.poll() is None:
+                p.kill()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

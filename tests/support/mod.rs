@@ -59,7 +59,7 @@ pub fn venv() -> PathBuf {
 /// the caller is used as it is.
 pub fn venv_bin(name: &str) -> PathBuf {
     let path = venv().join("bin").join(name);
-    if !path.exists() && std::env::var_os("MWAA_STOP_VENV").is_none() {
+    if std::env::var_os("MWAA_STOP_VENV").is_none() && !venv_installed() {
         ensure_project_venv();
     }
     assert!(
@@ -70,12 +70,21 @@ pub fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
+/// `make venv` touches this stamp only after every tool is installed (its
+/// `python` exists long before that).
+fn venv_installed() -> bool {
+    venv().join(".installed").exists()
+}
+
 fn ensure_project_venv() {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _in_process = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(project_dir().join("target")).expect("create target/");
     let lock = std::fs::File::create(project_dir().join("target/.venv-install.lock")).expect("create the venv lock");
     lock.lock().expect("lock the venv install");
+    if venv_installed() {
+        return; // another thread or test process finished it while this one waited
+    }
     eprintln!("creating the project's virtualenv with `make venv` (first time only)");
     let status = Command::new("make")
         .args(["--no-print-directory", "venv"])
