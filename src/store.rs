@@ -184,6 +184,9 @@ fn key_of(key: &RunKey) -> HashMap<String, AttributeValue> {
 /// sweep, a bad `ChildRuns` entry is counted as skipped by the child policy,
 /// and any other attribute of the wrong type is logged and read as absent.
 fn parse(key: &RunKey, mut item: HashMap<String, AttributeValue>) -> Result<RunRecord, StoreError> {
+    // The history only grows and nothing here reads it: drop it before the
+    // copy the fallback needs and before serde walks the item.
+    item.remove(attr::HISTORY);
     let workers = item.remove(attr::WORKERS);
     let children = item.remove(attr::CHILD_RUNS);
     normalize_sweep_attributes(key, &mut item);

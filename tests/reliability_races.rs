@@ -52,29 +52,44 @@ async fn fifty_concurrent_stops_make_exactly_one_transition_and_one_fan_out() {
     assert_eq!(stopped, 1);
 }
 
-/// The scheduler's "finish" write, per the table contract.
-async fn scheduler_finish(ddb: &aws_sdk_dynamodb::Client, table: &str, arn: &str, run: &str) -> bool {
-    let result = ddb
+/// A scheduler's write, conditioned on the run being active (the table
+/// contract): true if it landed, false if the condition refused it.
+async fn scheduler_write(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    arn: &str,
+    run: &str,
+    what: &str,
+    write: impl FnOnce(
+        aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> bool {
+    let request = ddb
         .update_item()
         .table_name(table)
         .key("WorkflowArn", s(arn))
         .key("RunId", s(run))
-        .update_expression("SET #status = :success, #completed = :now")
         .condition_expression("#status IN (:starting, :queued, :running)")
         .expression_attribute_names("#status", "Status")
-        .expression_attribute_names("#completed", "CompletedOn")
-        .expression_attribute_values(":success", s("SUCCESS"))
-        .expression_attribute_values(":now", s("2026-11-21T10:00:00.000Z"))
         .expression_attribute_values(":starting", s("STARTING"))
         .expression_attribute_values(":queued", s("QUEUED"))
-        .expression_attribute_values(":running", s("RUNNING"))
-        .send()
-        .await;
-    match result {
+        .expression_attribute_values(":running", s("RUNNING"));
+    match write(request).send().await {
         Ok(_) => true,
         Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => false,
-        Err(e) => panic!("scheduler write failed: {e:?}"),
+        Err(e) => panic!("scheduler {what} failed: {e:?}"),
     }
+}
+
+/// The scheduler's "finish" write, per the table contract.
+async fn scheduler_finish(ddb: &aws_sdk_dynamodb::Client, table: &str, arn: &str, run: &str) -> bool {
+    scheduler_write(ddb, table, arn, run, "finish", |w| {
+        w.update_expression("SET #status = :success, #completed = :now")
+            .expression_attribute_names("#completed", "CompletedOn")
+            .expression_attribute_values(":success", s("SUCCESS"))
+            .expression_attribute_values(":now", s("2026-11-21T10:00:00.000Z"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,27 +176,12 @@ async fn a_stop_racing_the_schedulers_success_never_overwrites_it_and_tells_the_
 
 /// The scheduler's registration write, per the table contract.
 async fn register(world: &World, arn: &str, run: &str, task: &str) -> bool {
-    let result = world
-        .ddb
-        .update_item()
-        .table_name(&world.table)
-        .key("WorkflowArn", s(arn))
-        .key("RunId", s(run))
-        .update_expression("SET Workers.#t = :cluster")
-        .condition_expression("#status IN (:starting, :queued, :running)")
-        .expression_attribute_names("#t", task)
-        .expression_attribute_names("#status", "Status")
-        .expression_attribute_values(":cluster", s(&world.cluster))
-        .expression_attribute_values(":starting", s("STARTING"))
-        .expression_attribute_values(":queued", s("QUEUED"))
-        .expression_attribute_values(":running", s("RUNNING"))
-        .send()
-        .await;
-    match result {
-        Ok(_) => true,
-        Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => false,
-        Err(e) => panic!("registration failed: {e:?}"),
-    }
+    scheduler_write(&world.ddb, &world.table, arn, run, "registration", |w| {
+        w.update_expression("SET Workers.#t = :cluster")
+            .expression_attribute_names("#t", task)
+            .expression_attribute_values(":cluster", s(&world.cluster))
+    })
+    .await
 }
 
 /// Each round: a stop, a scheduler launching a worker and registering it

@@ -301,8 +301,10 @@ class Stack:
         )
         say(f"- created run table {TABLE} (stream on) and ECS cluster {CLUSTER}")
 
-    def stop(self) -> None:
+    def stop(self, announce: str | None = None) -> None:
         self.cancel.set()  # from here on a stop signal is absorbed, never cuts the cleanup short
+        if announce:
+            say(announce)
         if self.mapper:
             self.mapper.stop()
         if self.mapper_thread:
@@ -444,7 +446,6 @@ def cmd_up(args) -> int:
         print(f"local: {e}", file=sys.stderr)
         return 1
     finally:
-        stack.cancel.set()  # a signal from here on is absorbed: the cleanup always runs
         stack.stop()
 
 
@@ -541,9 +542,7 @@ def cmd_demo(args) -> int:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     finally:
-        stack.cancel.set()  # a signal from here on is absorbed: the cleanup always runs
-        say("\n== Shutting down")
-        stack.stop()
+        stack.stop(announce="\n== Shutting down")
 
 
 def main() -> int:
