@@ -48,11 +48,12 @@ seed:
 
 venv: $(STAMP)
 
-$(STAMP): tools/requirements-test.txt
+$(STAMP): tools/requirements-test.txt tools/requirements-watch.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.9 or newer (python3 and its venv module)." >&2; exit 1; }
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV): install Python's venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
 	@echo "- installing moto, cargo-lambda and the AWS CLI into $(VENV)/ (first time only)"
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt || { echo "make: installing the test tools into $(VENV) failed (see pip's message above)." >&2; exit 1; }
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r tools/requirements-watch.txt || { echo "make: installing cargo-lambda into $(VENV) failed (see pip's message above)." >&2; exit 1; }
 	@touch $@
 
 lint:

@@ -18,7 +18,8 @@ use support::*;
 async fn start_watch(moto_url: &str) -> (Guard, String) {
     let port = free_port();
     let mut cmd = Command::new(venv_bin("cargo-lambda"));
-    cmd.current_dir(project_dir())
+    as_from_a_shell(&mut cmd)
+        .current_dir(project_dir())
         .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A", "127.0.0.1", "-P", &port.to_string()])
         .arg("--env-var")
         .arg(format!(

@@ -62,7 +62,7 @@ fn exit_after_sigterm(stack: &mut std::process::Child, what: &str) -> std::proce
 async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
     let (aws_port, api_port) = (free_port(), free_port());
     let log_dir = log_dir().join(format!("local-stack-{api_port}"));
-    let mut stack = Command::new(venv_bin("python"))
+    let mut stack = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
         .args(["tools/local_stack.py", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
         .arg("--log-dir")
@@ -170,7 +170,7 @@ async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
 fn a_port_in_use_is_one_clear_sentence() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let out = Command::new(venv_bin("python"))
+    let out = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
         .args(["tools/local_stack.py", "up", "--aws-port", &port.to_string(), "--api-port", &free_port().to_string()])
         .output()
@@ -186,7 +186,7 @@ fn a_port_in_use_is_one_clear_sentence() {
 #[test]
 fn the_demo_tour_passes_with_the_real_aws_cli() {
     let (aws_port, api_port) = (free_port(), free_port());
-    let out = Command::new(venv_bin("python"))
+    let out = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
         .args([
             "tools/local_stack.py",
@@ -223,7 +223,7 @@ fn the_demo_tour_passes_with_the_real_aws_cli() {
 fn a_stop_signal_during_start_up_leaves_nothing_running() {
     for (command, expected) in [("up", 0), ("demo", 130)] {
         let (aws_port, api_port) = (free_port(), free_port());
-        let mut stack = Command::new(venv_bin("python"))
+        let mut stack = as_from_a_shell(&mut Command::new(venv_bin("python")))
             .current_dir(project_dir())
             .args(["tools/local_stack.py", command, "--aws-port", &aws_port.to_string()])
             .args(["--api-port", &api_port.to_string()])
