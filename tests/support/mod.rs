@@ -98,9 +98,9 @@ fn ensure_project_venv() {
 /// process. `cargo test` hands its tests the package's build-time variables
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). A `cargo build` started under
 /// them (by `cargo lambda watch`) sees the build scripts that track those
-/// variables (ring's, rustls') as changed and rebuilds a second copy of most
-/// of the dependency tree: about 0.5 GB of disk and minutes of CPU per test
-/// binary, and not the build a user gets.
+/// variables (ring's, rustls') as changed and rebuilds most of the dependency
+/// tree again, in every test binary that starts it: minutes of CPU on a
+/// clean run, for a build that is not the one a user gets.
 pub fn as_from_a_shell(cmd: &mut Command) -> &mut Command {
     const SET_BY_CARGO_FOR_A_RUN: [&str; 8] = [
         "CARGO_MANIFEST_DIR",
