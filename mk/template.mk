@@ -89,8 +89,8 @@ template-checkov: $(SAM_STAMP)
 		|| { echo "template-check: FAILED: checkov reported failed checks on $(SAM_TEMPLATE) (above)." >&2; exit 1; }
 
 template-assertions: $(SAM_STAMP)
-	@echo "== tools/check_template.py $(SAM_TEMPLATE)"
-	@$(SAM_BIN)/python tools/check_template.py $(SAM_TEMPLATE) \
+	@echo "== pytest tools/test_template.py ($(SAM_TEMPLATE))"
+	@env SAM_TEMPLATE=$(SAM_TEMPLATE) $(SAM_BIN)/python -m pytest -q -p no:cacheprovider tools/test_template.py \
 		|| { echo "template-check: FAILED: the template assertions (IAM least privilege, stream mapping, ...) failed (above)." >&2; exit 1; }
 
 # The deployed API checks SigV4 for service `execute-api`; the mwaa-serverless
@@ -130,7 +130,7 @@ template-build: $(SAM_STAMP)
 	env $(SAM_OFFLINE_ENV) PATH="$(abspath $(SAM_BIN)):$$PATH" CARGO_TARGET_DIR="$(abspath $(SAM_CARGO_TARGET_DIR))" \
 		$(SAM_BIN)/sam build --beta-features --template-file $(SAM_TEMPLATE) --build-dir $(SAM_BUILD_DIR) \
 		|| { echo "template-check: FAILED: sam build --beta-features (arm64) failed (above)." >&2; exit 1; }; \
-	$(SAM_BIN)/python tools/check_template.py --elf-aarch64 \
+	$(SAM_BIN)/python tools/check_bootstrap.py \
 		$(SAM_BUILD_DIR)/RunApiFunction/bootstrap $(SAM_BUILD_DIR)/StopFinalizerFunction/bootstrap \
 		|| { echo "template-check: FAILED: the built bootstrap files are not aarch64 ELF executables (above)." >&2; exit 1; }; \
 	echo built > $(SAM_BUILD_STATUS)

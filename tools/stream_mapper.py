@@ -4,8 +4,8 @@ It does, on this machine, what the deployed mapping (template.yaml) does:
 
 - polls every shard of the table's stream (about 4 times a second, as Lambda
   does), from the oldest record (TRIM_HORIZON), following new shards;
-- drops records that do not match the mapping's FilterCriteria (the same
-  pattern as the template: NewImage.Status = STOPPING);
+- drops records that do not match the mapping's FilterCriteria, read from
+  template.yaml (`template_filter`: the one definition of the pattern);
 - delivers the rest in order, per shard, in batches of at most `batch_size`, to
   the function through the Lambda Invoke API (`cargo lambda watch` serves it);
 - honours `ReportBatchItemFailures`: when the function reports failures, the
@@ -15,8 +15,8 @@ It does, on this machine, what the deployed mapping (template.yaml) does:
   and the shard moves on, as `MaximumRetryAttempts` + `OnFailure` do.
 
 The classes take their AWS client and invoker as arguments, so the logic is
-tested with fakes (tools/test_stream_mapper.py) and used for real by
-tools/local_stack.py.
+tested with fakes (tools/test_stream_mapper.py) and used for real by the
+local stack (tools/localstack/supervisor.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,24 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
+
+import cfn_template
 
 log = logging.getLogger("stream-mapper")
 
-# The deployed mapping's FilterCriteria pattern (template.yaml). A test checks
-# the two stay the same.
-STOPPING_FILTER: dict[str, Any] = {"dynamodb": {"NewImage": {"Status": {"S": ["STOPPING"]}}}}
+
+def template_filter(path: str | Path = cfn_template.TEMPLATE) -> Any:
+    """The deployed mapping's FilterCriteria pattern, read from the
+    template: the stop-finalizer's DynamoDB event, with exactly one filter."""
+    patterns = cfn_template.stream_filter_patterns(cfn_template.load(path))
+    if len(patterns) != 1:
+        raise cfn_template.TemplateError(
+            f"{path}: {cfn_template.FINALIZER}'s stream event has {len(patterns)} filter patterns; "
+            "the local mapping takes exactly one"
+        )
+    return patterns[0]
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -173,14 +184,15 @@ class BatchDeliverer:
 
 
 class StreamMapper:
-    """Polls a stream's shards and delivers matching records in batches."""
+    """Polls a stream's shards and delivers the records that match
+    `filter_pattern` (None: every record) in batches."""
 
     def __init__(
         self,
         streams: Any,
         stream_arn: str,
         deliverer: BatchDeliverer,
-        filter_pattern: dict | None = STOPPING_FILTER,
+        filter_pattern: Any,
         batch_size: int = 100,
         poll_interval: float = 0.25,
     ):

@@ -9,13 +9,16 @@ import pathlib
 import pytest
 
 from stream_mapper import (
-    STOPPING_FILTER,
     BatchDeliverer,
     InvokeError,
     StreamMapper,
     matches,
+    template_filter,
     to_lambda_record,
 )
+
+# The local mapping's filter: the one in template.yaml.
+STOPPING_FILTER = template_filter()
 
 ARN = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/etl-abcDEF1234"
 
@@ -92,6 +95,8 @@ def test_filter_is_the_templates_and_matches_only_stopping():
 
 
 def test_template_declares_the_same_filter():
+    """The whole template declares exactly one DynamoDB stream filter, and it
+    is the one the local mapping reads (`template_filter`)."""
     template = pathlib.Path(__file__).resolve().parent.parent / "template.yaml"
     if not template.exists():
         pytest.fail("template.yaml is missing: the mapping's filter has nothing to be compared with")
@@ -119,7 +124,7 @@ def test_lambda_record_shape():
 def test_batches_in_order_of_at_most_batch_size_and_drops_filtered():
     page = [rec(i, "STOPPING" if i % 2 else "RUNNING", run=f"r{i}") for i in range(1, 12)]
     inv = Recorder()
-    m = StreamMapper(FakeStreams({"s1": [page]}), "arn:stream", BatchDeliverer(inv, backoff=no_wait), batch_size=2)
+    m = StreamMapper(FakeStreams({"s1": [page]}), "arn:stream", BatchDeliverer(inv, backoff=no_wait), STOPPING_FILTER, batch_size=2)
     assert m.poll_once() == 6
     assert inv.batches == [["1", "3"], ["5", "7"], ["9", "11"]]
     assert m.filtered_out == 5
@@ -129,7 +134,7 @@ def test_batches_in_order_of_at_most_batch_size_and_drops_filtered():
 def test_every_shard_is_polled_and_followed():
     inv = Recorder()
     streams = FakeStreams({"a": [[rec(1, "STOPPING")], [rec(3, "STOPPING")]], "b": [[rec(2, "STOPPING")]]})
-    m = StreamMapper(streams, "arn:stream", BatchDeliverer(inv, backoff=no_wait))
+    m = StreamMapper(streams, "arn:stream", BatchDeliverer(inv, backoff=no_wait), STOPPING_FILTER)
     m.poll_once()
     m.poll_once()
     assert sorted(sum(inv.batches, [])) == ["1", "2", "3"]
@@ -175,7 +180,7 @@ def test_a_failing_shard_moves_on_after_the_failure_path():
     page1 = [rec(1, "STOPPING")]
     page2 = [rec(2, "STOPPING")]
     inv = Recorder([InvokeError("x"), InvokeError("x"), {}])
-    m = StreamMapper(FakeStreams({"s": [page1, page2]}), "arn", BatchDeliverer(inv, max_retries=1, on_failure=lambda *_: None, backoff=no_wait))
+    m = StreamMapper(FakeStreams({"s": [page1, page2]}), "arn", BatchDeliverer(inv, max_retries=1, on_failure=lambda *_: None, backoff=no_wait), STOPPING_FILTER)
     m.poll_once()
     m.poll_once()
     assert inv.batches == [["1"], ["1"], ["2"]]

@@ -1,0 +1,254 @@
+"""The process supervisor of the local stack: starts moto, both functions
+under `cargo lambda watch` and the local stream mapping, waits for each to be
+ready, turns Ctrl-C/SIGTERM into a prompt, complete shutdown (`Stack.stop`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from stream_mapper import BatchDeliverer, StreamMapper, http_invoker, template_filter
+
+from .aws import clients, create_resources, workflow_arn
+from .common import BIN, REGION, ROOT, TABLE, TARGET, StackError, say
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so
+    no `except Exception` on the way (a readiness probe, a boto3 call) can
+    swallow it."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM set `cancel` and raise Interrupted in the main
+    thread, so a blocking call (the first `cargo lambda watch` request waits
+    for a build of several minutes) is cut short instead of resumed. Only the
+    first signal raises: later ones arrive while the stack is being stopped
+    and must not cut that short. Inside `deferred()` the raise waits until the
+    block ends (a process being started is recorded first, so `stop()` stops
+    it). Signals are never blocked: a child would inherit the mask and ignore
+    the SIGTERM that stops it."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.deferring = 0
+        self.pending = False
+
+    def on_signal(self, _signum, _frame) -> None:
+        if self.cancel.is_set():
+            return
+        self.cancel.set()
+        if self.deferring:
+            self.pending = True
+            return
+        raise Interrupted()
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+            if self.pending and not self.deferring:
+                self.pending = False
+                raise Interrupted()
+
+
+_STOP = _StopSignals()
+
+
+def install_stop_signals(cancel: threading.Event) -> None:
+    _STOP.cancel, _STOP.deferring, _STOP.pending = cancel, 0, False
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _STOP.on_signal)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 10):
+    """(status, headers with lower-case names, body); HTTP errors are answers too."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+class Stack:
+    def __init__(self, aws_port: int, api_port: int, log_dir: Path):
+        self.aws_port, self.api_port, self.log_dir = aws_port, api_port, log_dir
+        self.aws_url = f"http://127.0.0.1:{aws_port}"
+        self.base_url = f"http://127.0.0.1:{api_port}"
+        self.api_url = f"{self.base_url}/lambda-url/run-api"
+        self.procs: list[subprocess.Popen] = []
+        self.mapper: StreamMapper | None = None
+        self.mapper_thread: threading.Thread | None = None
+        self.cancel = threading.Event()
+
+    # -- processes ---------------------------------------------------------
+    def _spawn(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
+        log = open(self.log_dir / log_name, "ab")
+        # Own session: Ctrl-C reaches only this program, which then stops
+        # every process it started, group by group. A stop signal's
+        # Interrupted waits until the process is recorded, so none escapes `stop()`.
+        with _STOP.deferred():
+            p = subprocess.Popen(
+                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+            self.procs.append(p)
+        return p
+
+    def _check_alive(self, p: subprocess.Popen, what: str, log_name: str) -> None:
+        if p.poll() is not None:
+            raise StackError(f"{what} exited with status {p.returncode}; see {self.log_dir / log_name}.")
+
+    def start(self) -> None:
+        for port, var in ((self.aws_port, "LOCAL_AWS_PORT"), (self.api_port, "LOCAL_API_PORT")):
+            if port_in_use(port):
+                raise StackError(
+                    f"Port {port} ({var}) is already in use: stop whatever listens there or choose another, "
+                    f"e.g. make local {var}={port + 1}."
+                )
+        for tool in ("cargo-lambda",):
+            if not (BIN / tool).exists():
+                raise StackError(f"{BIN / tool} is missing: run `make venv` first.")
+        if shutil.which("cargo") is None:
+            raise StackError("cargo is not on PATH: install the Rust toolchain (rustup) first.")
+        # The mapping filters as the deployed one does: its pattern is read
+        # from template.yaml (before anything is started or built).
+        try:
+            stream_filter = template_filter()
+        except Exception as e:
+            raise StackError(f"cannot read the stream mapping's filter from template.yaml: {e}") from e
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        say(f"- logs: {self.log_dir}/ (moto.log, functions.log, stream-mapper.log)")
+
+        say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
+        moto = self._spawn([sys.executable, "tools/moto_serial.py", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
+        self._wait(lambda: http("GET", f"{self.aws_url}/moto-api/")[0] == 200, 60, moto, "moto", "moto.log")
+        # ECS tasks in moto advance a state each time they are described; real
+        # tasks run until stopped.
+        http(
+            "POST",
+            f"{self.aws_url}/moto-api/state-manager/set-transition",
+            json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}}).encode(),
+        )
+        self.ddb, self.ecs = create_resources(self.aws_url)
+
+        say(f"- starting both functions under cargo lambda watch on {self.base_url} (the first build takes a few minutes)")
+        env = dict(os.environ)
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        env.pop("AWS_PROFILE", None)
+        fn_env = ",".join(
+            [
+                f"RUNS_TABLE={TABLE}",
+                "ALLOW_UNAUTHENTICATED_LOCAL=true",
+                f"AWS_ENDPOINT_URL={self.aws_url}",
+                f"AWS_REGION={REGION}",
+                "AWS_ACCESS_KEY_ID=local",
+                "AWS_SECRET_ACCESS_KEY=local",
+                "RUST_LOG=info",
+                "FINALIZER_POLL_MS=100",
+                "FINALIZER_WAIT_MS=60000",
+            ]
+        )
+        watch = self._spawn(
+            [str(BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.api_port), "--env-var", fn_env],
+            "functions.log",
+            env,
+        )
+        probe = json.dumps({"WorkflowArn": workflow_arn("probe"), "RunId": "probe"}).encode()
+        self._wait(
+            lambda: http(
+                "POST",
+                f"{self.api_url}/",
+                probe,
+                {"X-Amz-Target": f"{TARGET}.GetWorkflowRun", "Content-Type": "application/x-amz-json-1.0"},
+                timeout=1200,
+            )[1].get("x-amzn-errortype")
+            == "ResourceNotFoundException",
+            1500,
+            watch,
+            "cargo lambda watch",
+            "functions.log",
+        )
+        invoke = http_invoker(self.base_url, "stop-finalizer", timeout=1200)
+        self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], 1500, watch, "cargo lambda watch", "functions.log")
+        say("- both functions built and warm")
+
+        _, streams, _ = clients(self.aws_url)
+        stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        mapper_log = logging.FileHandler(self.log_dir / "stream-mapper.log")
+        mapper_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("stream-mapper").addHandler(mapper_log)
+        logging.getLogger("stream-mapper").setLevel(logging.INFO)
+        self.mapper = StreamMapper(streams, stream_arn, BatchDeliverer(http_invoker(self.base_url, "stop-finalizer")), stream_filter)
+        self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
+        self.mapper_thread.start()
+        say("- stream mapping: run table stream → stop-finalizer (filter Status = STOPPING, 4 polls a second)")
+
+    def _wait(self, ready, timeout: float, proc: subprocess.Popen, what: str, log_name: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.cancel.is_set():
+                raise Interrupted()
+            self._check_alive(proc, what, log_name)
+            try:
+                if ready():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.25)
+        raise StackError(f"{what} did not become ready within {timeout:.0f} s; see {self.log_dir / log_name}.")
+
+    def stop(self, announce: str | None = None) -> None:
+        self.cancel.set()  # from here on a stop signal is absorbed, never cuts the cleanup short
+        if announce:
+            say(announce)
+        if self.mapper:
+            self.mapper.stop()
+        if self.mapper_thread:
+            self.mapper_thread.join(timeout=5)
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # Whatever is left of the group (a child that ignored SIGTERM) goes too.
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
