@@ -59,13 +59,15 @@ $(STAMP): tools/requirements-test.txt tools/requirements-watch.txt
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	tools/check-architecture.sh
 
-# Subsets, for a quicker loop while developing.
+# Subsets, for a quicker loop while developing (tiers of tests/it, ARCHITECTURE.md).
 unit:
-	cargo test --lib --test service_fakes --test adapters_mock --test finalizer_fakes
+	cargo test --lib
+	cargo test --test it -- fakes:: adapters::
 
 integration: venv
-	cargo test --test api_moto --test finalizer_moto --test lambda_runtime
+	cargo test --test it -- moto:: runtime::lambda::
 
 clean-venv:
 	rm -rf $(VENV)

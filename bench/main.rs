@@ -15,8 +15,10 @@
 
 mod responder;
 // Shared with the crash tests, which drive the same binaries.
-#[path = "../tests/support/runtime_api.rs"]
+#[path = "../tests/it/kit/runtime_api.rs"]
 mod runtime_api;
+#[path = "../tests/it/kit/serve.rs"]
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use hyper::body::Bytes;
-use mwaa_stop::api::{Api, ApiSettings, AuthMode};
-use mwaa_stop::finalizer::{Finalizer, FinalizerLimits};
-use mwaa_stop::service::{FanOutLimits, Service};
-use mwaa_stop::store::DynamoRunStore;
-use mwaa_stop::workers::EcsWorkers;
+use mwaa_stop::aws::{DynamoRunStore, EcsWorkers};
+use mwaa_stop::finalize::{Finalizer, FinalizerLimits};
+use mwaa_stop::lambda::http::{Api, ApiSettings, AuthMode};
+use mwaa_stop::lambda::stream::handle_batch;
+use mwaa_stop::stop::{FanOutLimits, Service};
 use responder::{workers_of, Responder};
 use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
@@ -276,9 +278,9 @@ async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
             .collect();
         serde_json::from_value(json!({ "Records": records })).unwrap()
     };
-    let _ = f.handle_batch(batch("warm"), None).await;
+    let _ = handle_batch(&f, batch("warm"), None).await;
     let t = Instant::now();
-    let resp = f.handle_batch(batch("run"), None).await;
+    let resp = handle_batch(&f, batch("run"), None).await;
     let elapsed = t.elapsed();
     assert!(resp.batch_item_failures.is_empty());
     // GetItem, DescribeTasks, UpdateItem per run, `run_concurrency` runs at a time.

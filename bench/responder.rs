@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+
+use crate::serve::{serve, Server};
 
 #[derive(Default, Debug)]
 pub struct Counts {
@@ -58,13 +56,7 @@ impl Counts {
 pub struct Responder {
     pub url: String,
     pub counts: Arc<Counts>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 pub fn workers_of(run_id: &str) -> usize {
@@ -139,50 +131,35 @@ async fn precise_sleep(d: Duration) {
 
 impl Responder {
     pub async fn start(latency: Duration) -> Responder {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let _ = stream.set_nodelay(true);
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let c = c.clone();
-                        async move {
-                            let target = req
-                                .headers()
-                                .get("x-amz-target")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
-                            let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                            let out = answer(&target, &body, &c);
-                            let slept = std::time::Instant::now();
-                            precise_sleep(latency).await;
-                            c.injected_nanos.fetch_add(slept.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                            c.injected_count.fetch_add(1, Ordering::Relaxed);
-                            let ctype = if target.starts_with("DynamoDB") {
-                                "application/x-amz-json-1.0"
-                            } else {
-                                "application/x-amz-json-1.1"
-                            };
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .header("content-type", ctype)
-                                    .header("x-amzn-requestid", "bench")
-                                    .body(Full::new(Bytes::from(out.to_string())))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                });
+        let server = serve(move |req: Request<Incoming>| {
+            let c = c.clone();
+            async move {
+                let target =
+                    req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let out = answer(&target, &body, &c);
+                let slept = std::time::Instant::now();
+                precise_sleep(latency).await;
+                c.injected_nanos.fetch_add(slept.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                c.injected_count.fetch_add(1, Ordering::Relaxed);
+                let ctype = if target.starts_with("DynamoDB") {
+                    "application/x-amz-json-1.0"
+                } else {
+                    "application/x-amz-json-1.1"
+                };
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", ctype)
+                        .header("x-amzn-requestid", "bench")
+                        .body(Full::new(Bytes::from(out.to_string())))
+                        .unwrap(),
+                )
             }
-        });
-        Responder { url, counts, task }
+        })
+        .await;
+        Responder { url: server.url.clone(), counts, _server: server }
     }
 }

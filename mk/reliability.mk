@@ -1,7 +1,7 @@
 # The reliability suite (docs/reliability.md). Included from the top Makefile.
 #
 # `make test` already runs its deterministic part: `cargo test --all-targets`
-# builds and runs tests/reliability_*.rs (faults, crashes, races, tenancy, a
+# runs the `reliability::` tier of tests/it (faults, crashes, races, tenancy, a
 # 2,000-case seeded fuzz run per target and the tests/corpus/ replay).
 #
 #   make reliability        the deterministic part alone
@@ -15,20 +15,18 @@ RELIABILITY_FUZZ_CASES ?= 100000
 RELIABILITY_FUZZ_TIMEOUT ?= 1800
 SOAK_ROUNDS ?= 3
 SOAK_TIMEOUT ?= 900
-RELIABILITY_TESTS := --test reliability_faults --test reliability_crash --test reliability_races \
-	--test reliability_tenancy --test reliability_fuzz
 
 .PHONY: reliability reliability-long
 
 reliability: venv
-	cargo test $(RELIABILITY_TESTS)
+	cargo test --test it -- reliability::
 
 reliability-long: venv
-	cargo test --no-run $(RELIABILITY_TESTS)
+	cargo test --test it --no-run
 	RELIABILITY_FUZZ_CASES=$(RELIABILITY_FUZZ_CASES) timeout --kill-after=30 $(RELIABILITY_FUZZ_TIMEOUT) \
-		cargo test --test reliability_fuzz -- --ignored --nocapture --test-threads 2
+		cargo test --test it -- reliability::fuzz:: --ignored --nocapture --test-threads 2
 	@for i in $$(seq 1 $(SOAK_ROUNDS)); do \
 		echo "- soak round $$i of $(SOAK_ROUNDS)"; \
-		timeout --kill-after=30 $(SOAK_TIMEOUT) cargo test --test reliability_faults --test reliability_crash \
-			--test reliability_races || exit 1; \
+		timeout --kill-after=30 $(SOAK_TIMEOUT) cargo test --test it -- reliability::faults:: reliability::crash:: \
+			reliability::races:: || exit 1; \
 	done

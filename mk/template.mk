@@ -2,7 +2,7 @@
 # own: `make -f mk/template.mk template-check`.
 #
 #   make sam-venv        the SAM tools in .venv-sam/ (pinned: tools/requirements-sam.txt,
-#                        plus the two small side environments below)
+#                        plus checkov's side environment below)
 #   make template-check  sam validate --lint, cfn-lint, checkov, the template
 #                        assertions (IAM least privilege, stream mapping, ...),
 #                        the execute-api signing checks, and the arm64 `sam build`
@@ -20,10 +20,6 @@ SAM_BIN := $(SAM_VENV)/bin
 # put them in one environment, so checkov gets its own, inside .venv-sam/.
 CHECKOV_VENV := $(SAM_VENV)/checkov
 CHECKOV_PIN := checkov==3.3.30
-# The boto3 signing check needs botocore >= 1.44.5 (the mwaa-serverless model
-# the project targets); aws-sam-cli's pin keeps .venv-sam at 1.43.x.
-SIGN_VENV := $(SAM_VENV)/sign
-SIGN_PINS := boto3==1.44.5 botocore==1.44.5
 
 SAM_TEMPLATE := template.yaml
 SAM_ARM64_TARGET := aarch64-unknown-linux-gnu
@@ -55,8 +51,6 @@ $(SAM_STAMP): tools/requirements-sam.txt mk/template.mk
 	$(SAM_BIN)/python -m pip install $(SAM_PIP_FLAGS) -r tools/requirements-sam.txt || { echo "sam-venv: installing tools/requirements-sam.txt into $(SAM_VENV) failed (see pip's message above)." >&2; exit 1; }
 	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV) || { echo "sam-venv: could not create $(CHECKOV_VENV)." >&2; exit 1; }
 	$(CHECKOV_VENV)/bin/python -m pip install $(SAM_PIP_FLAGS) $(CHECKOV_PIN) || { echo "sam-venv: installing $(CHECKOV_PIN) into $(CHECKOV_VENV) failed (see pip's message above)." >&2; exit 1; }
-	@[ -x $(SIGN_VENV)/bin/python ] || $(PYTHON) -m venv $(SIGN_VENV) || { echo "sam-venv: could not create $(SIGN_VENV)." >&2; exit 1; }
-	$(SIGN_VENV)/bin/python -m pip install $(SAM_PIP_FLAGS) $(SIGN_PINS) || { echo "sam-venv: installing $(SIGN_PINS) into $(SIGN_VENV) failed (see pip's message above)." >&2; exit 1; }
 	@touch $@
 
 # Each step says what failed; they run in this order (the cheap ones first).
@@ -96,13 +90,10 @@ template-assertions: $(SAM_STAMP)
 # The deployed API checks SigV4 for service `execute-api`; the mwaa-serverless
 # clients sign for `airflow-serverless`. Both ways of re-signing are tested
 # against a local endpoint that verifies the signature.
-sign-check: $(SAM_STAMP)
-	@echo "== tools/sign_execute_api.py --self-test (boto3 $(SIGN_PINS))"
-	@$(SIGN_VENV)/bin/python tools/sign_execute_api.py --self-test \
-		|| { echo "template-check: FAILED: the boto3 execute-api signing check failed (above)." >&2; exit 1; }
-	@echo "== cargo test --test sign_execute_api (aws-sdk-mwaaserverless)"
-	@cargo test --quiet --test sign_execute_api \
-		|| { echo "template-check: FAILED: the aws-sdk-rust execute-api signing test failed (above)." >&2; exit 1; }
+sign-check:
+	@echo "== cargo test --test it -- runtime::sign_execute_api:: (boto3 and aws-sdk-mwaaserverless against the kit's SigV4 verifier)"
+	@cargo test --quiet --test it -- runtime::sign_execute_api:: \
+		|| { echo "template-check: FAILED: the execute-api signing tests failed (above)." >&2; exit 1; }
 
 # The arm64 build needs the Rust standard library for aarch64-unknown-linux-gnu
 # (`rustup target add aarch64-unknown-linux-gnu`, tried here when missing).

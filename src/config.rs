@@ -1,17 +1,16 @@
-//! Configuration read once per cold start, from the environment the template
-//! (or `cargo lambda watch`) gives the function. A bad value stops the start
+//! The composition root: configuration read once per cold start, from the
+//! environment the template (or `cargo lambda watch`) gives the function, into
+//! the settings each part takes. Nothing in the crate depends on this module;
+//! only the entry points (`src/bin/`) read it. A bad value stops the start
 //! with a message naming the variable, instead of surfacing later as 500s.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
-
-use crate::api::{ApiSettings, AuthMode};
-use crate::finalizer::FinalizerLimits;
-use crate::service::FanOutLimits;
+use crate::aws::SdkSettings;
+use crate::finalize::FinalizerLimits;
+use crate::lambda::http::{ApiSettings, AuthMode};
+use crate::stop::FanOutLimits;
 
 pub const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
 
@@ -32,15 +31,6 @@ pub struct ApiConfig {
     pub fan_out: FanOutLimits,
     pub api: ApiSettings,
     pub sdk: SdkSettings,
-}
-
-/// Retry and timeout settings of the SDK clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SdkSettings {
-    pub max_attempts: u32,
-    pub connect_timeout: Duration,
-    pub attempt_timeout: Duration,
-    pub operation_timeout: Duration,
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -74,16 +64,8 @@ impl ApiConfig {
     /// Read from a map, so tests need not touch the process environment.
     pub fn from_map(vars: &HashMap<String, String>) -> Result<ApiConfig, ConfigError> {
         let env = Env(vars);
-        let runs_table = vars.get("RUNS_TABLE").cloned().unwrap_or_else(|| DEFAULT_RUNS_TABLE.to_owned());
-        if runs_table.len() < 3 || runs_table.len() > 255 {
-            return Err(ConfigError {
-                var: "RUNS_TABLE",
-                value: runs_table,
-                why: "a table name has 3 to 255 characters",
-            });
-        }
         Ok(ApiConfig {
-            runs_table,
+            runs_table: runs_table(vars)?,
             fan_out: FanOutLimits {
                 concurrency: env.number("STOP_CONCURRENCY", 32, 1, 1000)? as usize,
                 budget: env.millis("STOP_BUDGET_MS", 10_000, 100, 900_000)?,
@@ -92,7 +74,7 @@ impl ApiConfig {
                 auth: if env.flag(LOCAL_AUTH_VAR)? { AuthMode::AllowLocalUnauthenticated } else { AuthMode::Iam },
                 deadline_margin: env.millis("DEADLINE_MARGIN_MS", 500, 0, 60_000)?,
             },
-            sdk: SdkSettings::from_env(&env)?,
+            sdk: sdk_settings(&env)?,
         })
     }
 
@@ -125,7 +107,7 @@ impl FinalizerConfig {
                 stop_concurrency: env.number("STOP_CONCURRENCY", defaults.stop_concurrency as u64, 1, 1000)? as usize,
             },
             deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
-            sdk: SdkSettings::from_env(&env)?,
+            sdk: sdk_settings(&env)?,
         })
     }
 
@@ -142,47 +124,13 @@ fn runs_table(vars: &HashMap<String, String>) -> Result<String, ConfigError> {
     Ok(runs_table)
 }
 
-/// A Lambda deadline (epoch milliseconds) as a tokio instant, less `margin`.
-/// A deadline that is not in the future is no deadline: real Lambda never
-/// sends one, but emulators do (`cargo lambda watch` sends the timeout, not an
-/// epoch time), and treating it as "already late" would refuse every request.
-/// The SDK's timeouts and the configured budgets still bound the work then.
-pub fn deadline_instant(deadline_ms: u64, margin: Duration) -> Option<tokio::time::Instant> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
-    if deadline_ms <= now_ms {
-        tracing::debug!(deadline_ms, now_ms, "Lambda deadline not in the future; ignored");
-        return None;
-    }
-    let left = Duration::from_millis(deadline_ms - now_ms).saturating_sub(margin);
-    Some(tokio::time::Instant::now() + left)
-}
-
-impl SdkSettings {
-    fn from_env(env: &Env) -> Result<SdkSettings, ConfigError> {
-        Ok(SdkSettings {
-            max_attempts: env.number("SDK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
-            connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
-            attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
-            operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
-        })
-    }
-
-    /// The shared SDK configuration: region, credentials and endpoint (including
-    /// `AWS_ENDPOINT_URL`, which points the clients at local stand-ins) come
-    /// from the standard chain; retries and timeouts from these settings.
-    pub async fn load(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(self.connect_timeout)
-                    .operation_attempt_timeout(self.attempt_timeout)
-                    .operation_timeout(self.operation_timeout)
-                    .build(),
-            )
-            .load()
-            .await
-    }
+fn sdk_settings(env: &Env) -> Result<SdkSettings, ConfigError> {
+    Ok(SdkSettings {
+        max_attempts: env.number("SDK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
+        connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
+        attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
+        operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
+    })
 }
 
 #[cfg(test)]
@@ -218,13 +166,6 @@ mod tests {
             FinalizerConfig::from_map(&vars(&[("FINALIZER_POLL_MS", "x")])).unwrap_err().var,
             "FINALIZER_POLL_MS"
         );
-    }
-
-    #[test]
-    fn a_deadline_in_the_past_is_no_deadline() {
-        assert!(deadline_instant(600_000, Duration::ZERO).is_none());
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-        assert!(deadline_instant(now_ms + 60_000, Duration::from_secs(1)).is_some());
     }
 
     #[test]

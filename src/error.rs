@@ -1,13 +1,16 @@
-//! The six modeled errors of the service, and the one place that turns them
-//! into AWS JSON 1.0 error responses.
+//! The six modeled errors of the service, and the one place that maps
+//! everything that can go wrong to them: port failures ([`UpstreamError`],
+//! [`StoreError`]) become errors here, and each error becomes its AWS JSON 1.0
+//! shape ([`ErrorShape`]) here.
 //!
-//! Everything that can go wrong ends as one of these. Messages are written for
-//! the caller: they never carry SDK error text, other tenants' data or internals
-//! (those go to the log where the error is raised).
+//! Messages are written for the caller: they never carry SDK error text, other
+//! tenants' data or internals (those go to the log where the error is raised).
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::model::FieldError;
+use crate::ports::{StoreError, UpstreamError, UpstreamKind};
 
 /// `ValidationExceptionReason` from the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,45 +127,97 @@ impl ApiError {
         }
     }
 
-    /// The JSON body. botocore reads `__type` from the body, aws-sdk-rust from
-    /// the header; both are always set and always agree.
-    pub fn body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("__type".into(), json!(self.type_name()));
-        body.insert("Message".into(), json!(self.to_string()));
+    /// The error's shape as the model defines it. botocore reads `__type`
+    /// from the body, aws-sdk-rust `x-amzn-ErrorType` from the header; both
+    /// are always set and always agree.
+    pub fn shape(&self) -> ErrorShape<'_> {
+        let mut shape = ErrorShape { type_name: self.type_name(), message: self.to_string(), ..ErrorShape::default() };
         match self {
             ApiError::Validation { reason, fields, .. } => {
-                body.insert("Reason".into(), json!(reason.as_str()));
-                if !fields.is_empty() {
-                    let list: Vec<Value> =
-                        fields.iter().map(|f| json!({"Name": f.name, "Message": f.message})).collect();
-                    body.insert("FieldList".into(), Value::Array(list));
-                }
+                shape.reason = Some(reason.as_str());
+                shape.field_list = (!fields.is_empty())
+                    .then(|| fields.iter().map(|f| FieldShape { name: f.name, message: &f.message }).collect());
             }
             ApiError::ResourceNotFound { resource_id, resource_type, .. } => {
-                body.insert("ResourceId".into(), json!(resource_id));
-                body.insert("ResourceType".into(), json!(resource_type));
+                shape.resource_id = Some(resource_id);
+                shape.resource_type = Some(resource_type);
             }
             ApiError::Throttling { service_code, quota_code, retry_after_seconds, .. } => {
-                body.insert("ServiceCode".into(), json!(service_code));
-                body.insert("QuotaCode".into(), json!(quota_code));
-                if let Some(s) = retry_after_seconds {
-                    body.insert("RetryAfterSeconds".into(), json!(s));
-                }
+                shape.service_code = Some(service_code);
+                shape.quota_code = Some(quota_code);
+                shape.retry_after_seconds = *retry_after_seconds;
             }
-            ApiError::InternalServer { retry_after_seconds, .. } => {
-                if let Some(s) = retry_after_seconds {
-                    body.insert("RetryAfterSeconds".into(), json!(s));
-                }
-            }
+            ApiError::InternalServer { retry_after_seconds, .. } => shape.retry_after_seconds = *retry_after_seconds,
             ApiError::AccessDenied { .. } | ApiError::OperationTimeout { .. } => {}
         }
-        Value::Object(body)
+        shape
+    }
+
+    /// The JSON body: [`ApiError::shape`] serialized.
+    pub fn body(&self) -> Value {
+        serde_json::to_value(self.shape()).expect("an error shape serializes")
+    }
+}
+
+/// The members of the model's six error structures (each uses the ones it
+/// defines), plus `__type`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorShape<'a> {
+    #[serde(rename = "__type")]
+    pub type_name: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_list: Option<Vec<FieldShape<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<i32>,
+}
+
+/// `ValidationExceptionField`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FieldShape<'a> {
+    pub name: &'static str,
+    pub message: &'a str,
+}
+
+/// A port failure as the caller sees it: throttled, timed out or our fault.
+impl From<UpstreamError> for ApiError {
+    fn from(err: UpstreamError) -> ApiError {
+        match err.kind {
+            UpstreamKind::Throttled => ApiError::throttled(match err.service {
+                "dynamodb" => "RunTableThroughput",
+                _ => "WorkerControlRate",
+            }),
+            UpstreamKind::Timeout => ApiError::timeout(),
+            UpstreamKind::Fault => ApiError::internal(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Upstream(u) => u.into(),
+            StoreError::Corrupt { .. } => ApiError::internal(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// Required members per error shape, copied from the service model.
@@ -236,5 +291,20 @@ mod tests {
         assert!(t["RetryAfterSeconds"].as_i64().unwrap() >= 1);
         assert!(ApiError::internal().body()["RetryAfterSeconds"].as_i64().unwrap() >= 1);
         assert_eq!(ApiError::run_not_found("r1").body()["ResourceType"], "WorkflowRun");
+    }
+
+    #[test]
+    fn upstream_failures_map_to_modeled_errors_without_detail() {
+        let secret = "arn:aws:iam::999999999999:role/internal stack trace";
+        let throttled: ApiError = UpstreamError::new("dynamodb", "UpdateItem", UpstreamKind::Throttled, secret).into();
+        assert_eq!(throttled.type_name(), "ThrottlingException");
+        assert_eq!(throttled.body()["QuotaCode"], "RunTableThroughput");
+        let timeout: ApiError = UpstreamError::new("ecs", "StopTask", UpstreamKind::Timeout, secret).into();
+        assert_eq!(timeout.type_name(), "OperationTimeoutException");
+        let fault: ApiError = UpstreamError::new("dynamodb", "GetItem", UpstreamKind::Fault, secret).into();
+        assert_eq!(fault.type_name(), "InternalServerException");
+        for e in [throttled, timeout, fault] {
+            assert!(!e.body().to_string().contains("999999999999"), "detail leaked: {}", e.body());
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use regex::Regex;
+use time::OffsetDateTime;
 
 /// `WorkflowRunStatus` from the service model. The string forms are pinned by
 /// the run table contract: schedulers write them too.
@@ -35,8 +36,9 @@ impl RunStatus {
         RunStatus::Stopped,
     ];
 
-    /// The statuses a stop may move to `STOPPING`. Kept as one list so the
-    /// DynamoDB condition expression and the domain logic cannot drift apart.
+    /// The statuses a stop may move to `STOPPING`: the one definition that
+    /// [`RunStatus::is_stoppable`] and the DynamoDB condition expressions
+    /// (built from it in `aws::dynamo`) share.
     pub const STOPPABLE: [RunStatus; 3] = [RunStatus::Starting, RunStatus::Queued, RunStatus::Running];
 
     pub fn as_str(self) -> &'static str {
@@ -275,6 +277,12 @@ impl ChildPolicy {
     }
 }
 
+/// A time as the run table stores it: RFC 3339, UTC, with milliseconds.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.to_offset(time::UtcOffset::UTC).format(&fmt).expect("UTC timestamp formats")
+}
+
 /// Cut `s` to at most `max` bytes on a character boundary (ECS `reason` and the
 /// model's `GenericString` have hard limits).
 pub fn truncate_to(s: &str, max: usize) -> &str {
@@ -403,6 +411,12 @@ mod tests {
             assert_eq!(ChildPolicy::from_stored(Some(p.as_str())), Ok(p));
         }
         assert!(ChildPolicy::from_stored(Some("abandon")).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_255_200_123_456_789).unwrap();
+        assert_eq!(timestamp(t), "2026-11-21T10:00:00.123Z");
     }
 
     #[test]

@@ -4,19 +4,18 @@
 use std::sync::Arc;
 
 use lambda_http::{run_concurrent, service_fn, tracing, Error, Request};
-use mwaa_stop::api::Api;
+use mwaa_stop::aws::{sdk_config, DynamoRunStore, EcsWorkers};
 use mwaa_stop::config::ApiConfig;
-use mwaa_stop::service::Service;
-use mwaa_stop::store::DynamoRunStore;
-use mwaa_stop::workers::EcsWorkers;
+use mwaa_stop::lambda::http::Api;
+use mwaa_stop::stop::Service;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = ApiConfig::from_env()?;
-    let sdk = config.sdk.load().await;
-    let store = DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.runs_table);
-    let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&sdk));
+    let sdk = sdk_config(&config.sdk).await;
+    let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
+    let workers = EcsWorkers::from_conf(&sdk);
     let api = Arc::new(Api::new(Service::new(store, workers, config.fan_out), config.api));
     // Sequential on classic Lambda; on Lambda Managed Instances
     // (AWS_LAMBDA_MAX_CONCURRENCY > 1) one instance serves that many requests

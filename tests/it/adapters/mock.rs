@@ -1,0 +1,428 @@
+//! The exact requests the DynamoDB and ECS adapters send, and how they read
+//! every answer, with `aws-smithy-mocks` (no network).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ProvisionedThroughputExceededException};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_ecs::operation::stop_task::{StopTaskError, StopTaskOutput};
+use aws_sdk_ecs::types::error::{ClusterNotFoundException, InvalidParameterException, ServerException};
+use aws_smithy_mocks::{mock, mock_client};
+use mwaa_stop::aws::{DynamoRunStore, EcsWorkers};
+use mwaa_stop::model::{RunKey, WorkflowArn};
+use mwaa_stop::ports::UpstreamKind;
+use mwaa_stop::ports::{RunStore, StopRequest, StopWrite, StoreError};
+use mwaa_stop::ports::{TaskStop, WorkerControl};
+
+const ARN: &str = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/etl-abcDEF1234";
+const TASK: &str = "arn:aws:ecs:us-east-1:999999999999:task/workers/0123456789abcdef";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn key() -> RunKey {
+    RunKey { workflow_arn: WorkflowArn::parse(ARN).unwrap(), run_id: "run-1".into() }
+}
+
+fn stop() -> StopRequest {
+    StopRequest {
+        at: "2026-11-21T10:00:00.000Z".into(),
+        by: "arn:aws:iam::123456789012:user/alice".into(),
+        request_id: "req-1".into(),
+        source_ip: Some("203.0.113.7".into()),
+    }
+}
+
+fn item(status: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("WorkflowArn".into(), s(ARN)),
+        ("RunId".into(), s("run-1")),
+        ("Status".into(), s(status)),
+        ("WorkflowVersion".into(), s("v3")),
+        ("Workers".into(), AttributeValue::M(HashMap::from([(TASK.into(), s("workers"))]))),
+        ("SomethingASchedulerAdded".into(), AttributeValue::N("7".into())),
+    ])
+}
+
+fn no_retries(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+    c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+}
+
+#[tokio::test]
+async fn stop_is_one_conditional_update_returning_the_new_item() {
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let event = values[":event"].as_l().unwrap()[0].as_m().unwrap();
+            r.table_name() == Some("Runs")
+                && r.key().unwrap() == &HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("run-1"))])
+                && r.condition_expression() == Some("#status IN (:starting, :queued, :running)")
+                && r.update_expression()
+                    == Some(
+                        "SET #status = :stopping, #stop_at = :now, #stop_by = :by, #modified = :now, \
+                         #history = list_append(if_not_exists(#history, :empty), :event)",
+                    )
+                && names["#status"] == "Status"
+                && names["#stop_at"] == "StopRequestedAt"
+                && names["#stop_by"] == "StopRequestedBy"
+                && names["#modified"] == "ModifiedAt"
+                && names["#history"] == "History"
+                && values[":stopping"] == s("STOPPING")
+                && values[":starting"] == s("STARTING")
+                && values[":queued"] == s("QUEUED")
+                && values[":running"] == s("RUNNING")
+                && values[":now"] == s("2026-11-21T10:00:00.000Z")
+                && values[":by"] == s("arn:aws:iam::123456789012:user/alice")
+                && event["Event"] == s("StopRequested")
+                && event["By"] == s("arn:aws:iam::123456789012:user/alice")
+                && event["At"] == s("2026-11-21T10:00:00.000Z")
+                && event["RequestId"] == s("req-1")
+                && event["SourceIp"] == s("203.0.113.7")
+                && r.return_values() == Some(&ReturnValue::AllNew)
+                && r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+        })
+        .then_output(|| UpdateItemOutput::builder().set_attributes(Some(item("STOPPING"))).build());
+    let client = mock_client!(aws_sdk_dynamodb, [&rule]);
+    let store = DynamoRunStore::new(client, "Runs");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else {
+        panic!("expected a transition")
+    };
+    assert_eq!(rule.num_calls(), 1, "the request matched every expectation, once");
+    assert_eq!(run.status, "STOPPING");
+    assert_eq!(run.workers.get(TASK).map(String::as_str), Some("workers"));
+    assert_eq!(run.workflow_version.as_deref(), Some("v3"));
+}
+
+#[tokio::test]
+async fn failed_condition_tells_not_found_from_not_active_without_a_read() {
+    let finished = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().set_item(Some(item("SUCCESS"))).build(),
+        )
+    });
+    let missing = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&finished, &missing, &get]), "Runs");
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::NotStoppable(run) => assert_eq!(run.status, "SUCCESS"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.request_stop(&key(), &stop()).await.unwrap(), StopWrite::NotFound);
+    assert_eq!(get.num_calls(), 0, "no GetItem before or after the write");
+}
+
+#[tokio::test]
+async fn throttling_after_retries_is_classified() {
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                // what the SDK's deserializer records for every service error
+                .meta(
+                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .message("slow down")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::Sequential, [&rule], no_retries);
+    let store = DynamoRunStore::new(client, "Runs");
+    match store.request_stop(&key(), &stop()).await {
+        Err(StoreError::Upstream(u)) => assert_eq!(u.kind, UpstreamKind::Throttled),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_worker_entry_does_not_block_the_stop_but_a_broken_item_is_corrupt() {
+    let bad_workers = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert(
+            "Workers".into(),
+            AttributeValue::M(HashMap::from([
+                (TASK.into(), s("workers")),
+                ("arn:aws:ecs:us-east-1:999999999999:task/workers/bad".into(), AttributeValue::N("1".into())),
+            ])),
+        );
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let not_a_map = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("Workers".into(), s("not a map"));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let broken = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("Status".into(), AttributeValue::N("3".into()));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&bad_workers, &not_a_map, &broken]), "Runs");
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => assert_eq!(run.workers.keys().collect::<Vec<_>>(), vec![TASK]),
+        other => panic!("{other:?}"),
+    }
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => assert!(run.workers.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(store.request_stop(&key(), &stop()).await, Err(StoreError::Corrupt { .. })));
+}
+
+/// Optional attributes of the wrong type are read as absent, and malformed
+/// `ChildRuns` entries stay visible (empty keys) for the child policy to
+/// count as skipped: the run is still stoppable and still finalizable.
+#[tokio::test]
+async fn wrongly_typed_optional_attributes_are_read_as_absent_not_as_a_corrupt_run() {
+    let sloppy = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("WorkflowVersion".into(), AttributeValue::Bool(true));
+        bad.insert("CancelRequested".into(), s("yes"));
+        bad.insert("WorkerClusters".into(), s("workers"));
+        bad.insert("WorkerStartedBy".into(), s("mwaa-run-1"));
+        bad.insert("ChildPolicy".into(), s("ABANDON"));
+        bad.insert(
+            "ChildRuns".into(),
+            AttributeValue::L(vec![
+                AttributeValue::M(HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("child-1"))])),
+                AttributeValue::M(HashMap::from([("WorkflowArn".into(), s(ARN))])),
+                AttributeValue::M(HashMap::from([
+                    ("WorkflowArn".into(), s(ARN)),
+                    ("RunId".into(), AttributeValue::N("2".into())),
+                ])),
+                s("not a map"),
+            ]),
+        );
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&sloppy]), "Runs");
+    let run = match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::Transitioned(run) => run,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run.status, "STOPPING");
+    assert_eq!(run.workers.keys().collect::<Vec<_>>(), vec![TASK], "the workers are still stopped");
+    assert_eq!((run.workflow_version, run.cancel_requested), (None, None));
+    assert_eq!(run.worker_clusters, Some(vec!["workers".to_owned()]), "one cluster written as S still counts");
+    assert_eq!(run.worker_started_by.as_deref(), Some("mwaa-run-1"), "well-typed attributes are kept");
+    assert_eq!(run.child_policy.as_deref(), Some("ABANDON"));
+    let children: Vec<(&str, &str)> =
+        run.child_runs.iter().flatten().map(|c| (c.workflow_arn.as_str(), c.run_id.as_str())).collect();
+    assert_eq!(children, vec![(ARN, "child-1"), (ARN, ""), (ARN, ""), ("", "")]);
+}
+
+#[tokio::test]
+async fn get_run_is_a_consistent_read_of_the_key() {
+    let rule = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| {
+            r.table_name() == Some("Runs")
+                && r.consistent_read() == Some(true)
+                && r.key().unwrap() == &HashMap::from([("WorkflowArn".into(), s(ARN)), ("RunId".into(), s("run-1"))])
+        })
+        .then_output(|| GetItemOutput::builder().set_item(Some(item("RUNNING"))).build());
+    let missing = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &missing]), "Runs");
+    assert_eq!(store.get_run(&key()).await.unwrap().unwrap().status, "RUNNING");
+    assert_eq!(store.get_run(&key()).await.unwrap(), None);
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn stop_task_sends_cluster_task_and_reason() {
+    let rule = mock!(aws_sdk_ecs::Client::stop_task)
+        .match_requests(|r| r.cluster() == Some("workers") && r.task() == Some(TASK) && r.reason() == Some("why"))
+        .then_output(|| {
+            StopTaskOutput::builder().task(aws_sdk_ecs::types::Task::builder().last_status("RUNNING").build()).build()
+        });
+    let gone = mock!(aws_sdk_ecs::Client::stop_task).then_error(|| {
+        StopTaskError::InvalidParameterException(
+            InvalidParameterException::builder().message("The referenced task was not found.").build(),
+        )
+    });
+    let no_cluster = mock!(aws_sdk_ecs::Client::stop_task)
+        .then_error(|| StopTaskError::ClusterNotFoundException(ClusterNotFoundException::builder().build()));
+    let broken = mock!(aws_sdk_ecs::Client::stop_task)
+        .then_error(|| StopTaskError::ServerException(ServerException::builder().message("boom").build()));
+    let client =
+        mock_client!(aws_sdk_ecs, aws_smithy_mocks::RuleMode::Sequential, [&rule, &gone, &no_cluster, &broken], |c| c
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()));
+    let ecs = EcsWorkers::new(client);
+    assert_eq!(
+        ecs.stop_task("workers", TASK, "why").await.unwrap(),
+        TaskStop::Accepted { last_status: Some("RUNNING".into()) }
+    );
+    assert_eq!(ecs.stop_task("workers", TASK, "why").await.unwrap(), TaskStop::Gone);
+    assert_eq!(ecs.stop_task("workers", TASK, "why").await.unwrap(), TaskStop::Gone);
+    let err = ecs.stop_task("workers", TASK, "why").await.unwrap_err();
+    assert_eq!(err.kind, UpstreamKind::Fault);
+    assert_eq!(rule.num_calls(), 1);
+}
+
+fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
+    mwaa_stop::ports::StoppedWrite {
+        at: "2026-11-21T10:01:00.000Z".into(),
+        workers_stopped: 3,
+        orphans_stopped: 1,
+        child_policy: Some(mwaa_stop::ports::ChildPolicyApplied {
+            policy: mwaa_stop::model::ChildPolicy::Terminate,
+            children: 2,
+            affected: 1,
+            skipped: 1,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn finalize_is_one_update_conditioned_on_stopping() {
+    use mwaa_stop::ports::{FinalizeWrite, FinalizerStore};
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let events = values[":events"].as_l().unwrap();
+            let policy = events[0].as_m().unwrap();
+            let stopped = events[1].as_m().unwrap();
+            r.table_name() == Some("Runs")
+                && r.condition_expression() == Some("#status = :stopping")
+                && r.update_expression()
+                    == Some(
+                        "SET #status = :stopped, #completed = :now, #modified = :now, \
+                         #workers = :no_workers, #history = list_append(if_not_exists(#history, :empty), :events)",
+                    )
+                && names["#completed"] == "CompletedOn"
+                && names["#workers"] == "Workers"
+                && values[":stopped"] == s("STOPPED")
+                && values[":stopping"] == s("STOPPING")
+                && values[":no_workers"] == AttributeValue::M(HashMap::new())
+                && policy["Event"] == s("ChildPolicyApplied")
+                && policy["Policy"] == s("TERMINATE")
+                && policy["Affected"] == AttributeValue::N("1".into())
+                && stopped["Event"] == s("Stopped")
+                && stopped["WorkersStopped"] == AttributeValue::N("3".into())
+                && stopped["OrphansStopped"] == AttributeValue::N("1".into())
+                && stopped["At"] == s("2026-11-21T10:01:00.000Z")
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let lost = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &lost]), "Runs");
+    assert_eq!(store.finalize_stop(&key(), &stopped_write()).await.unwrap(), FinalizeWrite::Stopped);
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(store.finalize_stop(&key(), &stopped_write()).await.unwrap(), FinalizeWrite::NotStopping);
+}
+
+#[tokio::test]
+async fn cancel_request_is_conditioned_on_active_and_not_yet_requested() {
+    use mwaa_stop::ports::{CancelWrite, FinalizerStore};
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let values = r.expression_attribute_values().unwrap();
+            let event = values[":event"].as_l().unwrap()[0].as_m().unwrap();
+            r.condition_expression()
+                == Some("#status IN (:starting, :queued, :running) AND (attribute_not_exists(#cancel) OR #cancel = :false)")
+                && r.update_expression()
+                    == Some("SET #cancel = :true, #modified = :now, #history = list_append(if_not_exists(#history, :empty), :event)")
+                && r.expression_attribute_names().unwrap()["#cancel"] == "CancelRequested"
+                && values[":true"] == AttributeValue::Bool(true)
+                && event["Event"] == s("CancelRequested")
+                && event["By"] == s("parent-run:x")
+                && r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let finished = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().set_item(Some(item("SUCCESS"))).build(),
+        )
+    });
+    let missing = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &finished, &missing]), "Runs");
+    let at = "2026-11-21T10:01:00.000Z";
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::Requested);
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::NotActive);
+    assert_eq!(store.request_cancel(&key(), "parent-run:x", at).await.unwrap(), CancelWrite::NotFound);
+}
+
+#[tokio::test]
+async fn describe_tasks_reads_states_and_missing_tasks() {
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::types::{Failure, Task};
+    use mwaa_stop::ports::{TaskState, WorkerFleet};
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .match_requests(|r| r.cluster() == Some("workers") && r.tasks() == ["t1".to_owned(), "t2".to_owned()])
+        .then_output(|| {
+            DescribeTasksOutput::builder()
+                .tasks(Task::builder().task_arn("t1").last_status("STOPPING").desired_status("STOPPED").build())
+                .failures(Failure::builder().arn("t2").reason("MISSING").build())
+                .build()
+        });
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&rule]));
+    let d = ecs.describe_tasks("workers", &["t1".into(), "t2".into()]).await.unwrap();
+    assert_eq!(
+        d.found,
+        vec![TaskState {
+            arn: "t1".into(),
+            last_status: Some("STOPPING".into()),
+            desired_status: Some("STOPPED".into())
+        }]
+    );
+    assert!(!d.found[0].is_stopped() && d.found[0].stop_requested());
+    assert_eq!(d.missing, vec!["t2".to_owned()]);
+}
+
+#[tokio::test]
+async fn list_running_filters_by_started_by_and_follows_pages() {
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::types::DesiredStatus;
+    use mwaa_stop::ports::WorkerFleet;
+    let first = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| {
+            r.cluster() == Some("workers")
+                && r.started_by() == Some("run/r1")
+                && r.desired_status() == Some(&DesiredStatus::Running)
+                && r.next_token().is_none()
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns("a").task_arns("b").next_token("page2").build());
+    let second = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token() == Some("page2") && r.started_by() == Some("run/r1"))
+        .then_output(|| ListTasksOutput::builder().task_arns("c").build());
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&first, &second]));
+    assert_eq!(ecs.list_running("workers", "run/r1").await.unwrap(), vec!["a", "b", "c"]);
+}
+
+/// The orphan sweep's attributes survive type slips, and children that
+/// cannot be read still leave a trace for the child policy to report.
+#[tokio::test]
+async fn type_slips_never_cost_the_orphan_sweep_or_hide_children() {
+    let slipped = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("WorkerClusters".into(), AttributeValue::L(vec![s("blue"), AttributeValue::Null(true), s("green")]));
+        bad.insert("WorkerStartedBy".into(), AttributeValue::N("7".into()));
+        bad.insert("ChildRuns".into(), AttributeValue::M(HashMap::from([("RunId".into(), s("child-1"))])));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let null_children = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+        let mut bad = item("STOPPING");
+        bad.insert("ChildRuns".into(), AttributeValue::Null(true));
+        UpdateItemOutput::builder().set_attributes(Some(bad)).build()
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&slipped, &null_children]), "Runs");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else { panic!() };
+    assert_eq!(run.worker_clusters, Some(vec!["blue".to_owned(), "green".to_owned()]));
+    assert_eq!(run.worker_started_by.as_deref(), Some("7"));
+    let children: Vec<(&str, &str)> =
+        run.child_runs.iter().flatten().map(|c| (c.workflow_arn.as_str(), c.run_id.as_str())).collect();
+    assert_eq!(children, vec![("", "")], "an unreadable ChildRuns is one skipped child, not none");
+    let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else { panic!() };
+    assert_eq!(run.child_runs, None, "NULL means no children");
+}

@@ -1,0 +1,300 @@
+//! One in-memory fake of each port: [`MemTable`], a run table with
+//! DynamoDB's conditional semantics, and [`MemEcs`], ECS tasks that drain
+//! when stopped. Both record every call, so tests can say what was asked of
+//! them; both can be told to fail, hang or stall.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mwaa_stop::model::{RunKey, RunStatus};
+use mwaa_stop::ports::{
+    CancelWrite, Described, FinalizeWrite, FinalizerStore, RunRecord, RunStore, StopRequest, StopWrite, StoppedWrite,
+    StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet,
+};
+
+fn id(k: &RunKey) -> (String, String) {
+    (k.workflow_arn.to_string(), k.run_id.clone())
+}
+
+/// A run record as a scheduler would have written it: workflow version
+/// `v1`, each worker in cluster `c`.
+pub fn run_record(arn: &str, run_id: &str, status: RunStatus, workers: &[&str]) -> RunRecord {
+    RunRecord {
+        workflow_arn: arn.into(),
+        run_id: run_id.into(),
+        status: status.as_str().into(),
+        workflow_version: Some("v1".into()),
+        workers: workers.iter().map(|w| (w.to_string(), "c".to_string())).collect(),
+        ..Default::default()
+    }
+}
+
+/// What the table does on the stop write.
+#[derive(Clone, Default)]
+pub enum Mode {
+    #[default]
+    Real,
+    Fail(UpstreamKind),
+    Hang,
+    Panic,
+}
+
+/// The run table in memory, with the conditional semantics of the real
+/// writes: stop only an active run, finalize only a `STOPPING` one, request
+/// a cancel once.
+#[derive(Default)]
+pub struct MemTable {
+    pub runs: Mutex<HashMap<(String, String), RunRecord>>,
+    /// What the stop write does (the other writes are always real).
+    pub mode: Mode,
+    pub reads: AtomicUsize,
+    /// Every write attempted: (workflow ARN, run id, `stop` | `finalize` | `cancel`).
+    pub writes: Mutex<Vec<(String, String, &'static str)>>,
+    /// History events written: (run key, event name).
+    pub events: Mutex<Vec<(String, String)>>,
+    pub finalized: Mutex<Vec<(RunKey, StoppedWrite)>>,
+    /// When each run was finalized (tokio's clock).
+    pub finalize_at: Mutex<Vec<(String, tokio::time::Instant)>>,
+}
+
+impl MemTable {
+    pub fn with_mode(mode: Mode) -> Self {
+        MemTable { mode, ..Default::default() }
+    }
+
+    pub fn put(&self, r: RunRecord) {
+        self.runs.lock().unwrap().insert((r.workflow_arn.clone(), r.run_id.clone()), r);
+    }
+
+    pub fn status(&self, k: &RunKey) -> String {
+        self.runs.lock().unwrap()[&id(k)].status.clone()
+    }
+
+    pub fn run(&self, k: &RunKey) -> RunRecord {
+        self.runs.lock().unwrap()[&id(k)].clone()
+    }
+
+    pub fn events_of(&self, k: &RunKey) -> Vec<String> {
+        self.events.lock().unwrap().iter().filter(|(r, _)| r == &k.to_string()).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// How many writes of this kind were attempted.
+    pub fn write_count(&self, kind: &str) -> usize {
+        self.writes.lock().unwrap().iter().filter(|(_, _, k)| *k == kind).count()
+    }
+
+    fn wrote(&self, key: &RunKey, kind: &'static str) {
+        self.writes.lock().unwrap().push((key.workflow_arn.to_string(), key.run_id.clone(), kind));
+    }
+
+    fn event(&self, k: &RunKey, e: &str) {
+        self.events.lock().unwrap().push((k.to_string(), e.to_owned()));
+    }
+}
+
+impl RunStore for MemTable {
+    async fn request_stop(&self, key: &RunKey, stop: &StopRequest) -> Result<StopWrite, StoreError> {
+        self.wrote(key, "stop");
+        match &self.mode {
+            Mode::Real => {}
+            Mode::Fail(kind) => return Err(UpstreamError::new("dynamodb", "UpdateItem", *kind, "injected").into()),
+            Mode::Hang => std::future::pending::<()>().await,
+            Mode::Panic => panic!("injected panic"),
+        }
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)) else { return Ok(StopWrite::NotFound) };
+        if !r.run_status().is_some_and(RunStatus::is_stoppable) {
+            return Ok(StopWrite::NotStoppable(r.clone()));
+        }
+        r.status = "STOPPING".into();
+        r.stop_requested_by = Some(stop.by.clone());
+        let written = r.clone();
+        drop(runs);
+        self.event(key, "StopRequested");
+        Ok(StopWrite::Transitioned(written))
+    }
+
+    async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self.runs.lock().unwrap().get(&id(key)).cloned())
+    }
+}
+
+impl FinalizerStore for MemTable {
+    async fn finalize_stop(&self, key: &RunKey, w: &StoppedWrite) -> Result<FinalizeWrite, StoreError> {
+        self.wrote(key, "finalize");
+        let mut runs = self.runs.lock().unwrap();
+        match runs.get_mut(&id(key)) {
+            Some(r) if r.status == "STOPPING" => {
+                r.status = "STOPPED".into();
+                r.workers.clear();
+            }
+            _ => return Ok(FinalizeWrite::NotStopping),
+        }
+        drop(runs);
+        if w.child_policy.is_some() {
+            self.event(key, "ChildPolicyApplied");
+        }
+        self.event(key, "Stopped");
+        self.finalized.lock().unwrap().push((key.clone(), w.clone()));
+        self.finalize_at.lock().unwrap().push((key.run_id.clone(), tokio::time::Instant::now()));
+        Ok(FinalizeWrite::Stopped)
+    }
+
+    async fn request_cancel(&self, key: &RunKey, _by: &str, _at: &str) -> Result<CancelWrite, StoreError> {
+        self.wrote(key, "cancel");
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)) else { return Ok(CancelWrite::NotFound) };
+        if !r.run_status().is_some_and(RunStatus::is_stoppable) || r.cancel_requested == Some(true) {
+            return Ok(CancelWrite::NotActive);
+        }
+        r.cancel_requested = Some(true);
+        drop(runs);
+        self.event(key, "CancelRequested");
+        Ok(CancelWrite::Requested)
+    }
+}
+
+/// ECS in memory. A task ECS does not know is gone (`MISSING`, and
+/// `StopTask` finds nothing to stop). A stopped task reports `STOPPING` for
+/// `stop_lag` describes before `STOPPED`, as real tasks take a while to drain.
+#[derive(Default)]
+pub struct MemEcs {
+    /// task → (last status, desired status, describes since stop)
+    pub tasks: Mutex<BTreeMap<String, (String, String, usize)>>,
+    pub started_by: Mutex<HashMap<String, String>>,
+    pub stop_lag: usize,
+    /// Every `StopTask`: (cluster, task, reason).
+    pub calls: Mutex<Vec<(String, String, String)>>,
+    pub stop_calls: AtomicUsize,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    /// Each `StopTask` takes this long.
+    pub latency: Duration,
+    /// Tasks whose ARN ends with one of these: `StopTask` is throttled / finds
+    /// them gone / never answers.
+    pub fail: Vec<&'static str>,
+    pub gone: Vec<&'static str>,
+    pub hang: Vec<&'static str>,
+    /// Tasks that never stop (a stuck agent).
+    pub stuck: Vec<&'static str>,
+    pub describe_calls: AtomicUsize,
+    /// `DescribeTasks` is throttled this many times first.
+    pub describe_failures: AtomicUsize,
+    /// Every `DescribeTasks`: (cluster, how many tasks).
+    pub describes: Mutex<Vec<(String, usize)>>,
+    /// Calls that named a task under another cluster than the one it runs in
+    /// (tasks named `<cluster>/<id>` carry their cluster; others are not checked).
+    pub wrong_cluster: Mutex<Vec<String>>,
+}
+
+impl MemEcs {
+    pub fn running(&self, tasks: &[&str]) {
+        for t in tasks {
+            self.tasks.lock().unwrap().insert(t.to_string(), ("RUNNING".into(), "RUNNING".into(), 0));
+        }
+    }
+
+    pub fn launched_by(&self, task: &str, by: &str) {
+        self.running(&[task]);
+        self.started_by.lock().unwrap().insert(task.into(), by.into());
+    }
+
+    pub fn stopping(&self, task: &str) {
+        self.tasks.lock().unwrap().insert(task.into(), ("STOPPING".into(), "STOPPED".into(), 0));
+    }
+
+    pub fn last_status(&self, task: &str) -> String {
+        self.tasks.lock().unwrap()[task].0.clone()
+    }
+
+    fn check_cluster(&self, call: &str, cluster: &str, task: &str) {
+        if let Some((home, _)) = task.split_once('/') {
+            if home != cluster {
+                self.wrong_cluster.lock().unwrap().push(format!("{call} {task} in {cluster}"));
+            }
+        }
+    }
+}
+
+fn ends_with_any(task: &str, suffixes: &[&str]) -> bool {
+    suffixes.iter().any(|s| task.ends_with(s))
+}
+
+impl WorkerControl for MemEcs {
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
+        self.stop_calls.fetch_add(1, Ordering::SeqCst);
+        self.calls.lock().unwrap().push((cluster.into(), task.into(), reason.into()));
+        self.check_cluster("StopTask", cluster, task);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if ends_with_any(task, &self.hang) {
+            std::future::pending::<()>().await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if ends_with_any(task, &self.fail) {
+            return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Throttled, "injected"));
+        }
+        if ends_with_any(task, &self.gone) {
+            return Ok(TaskStop::Gone);
+        }
+        let mut tasks = self.tasks.lock().unwrap();
+        match tasks.get_mut(task) {
+            None => Ok(TaskStop::Gone),
+            Some(t) => {
+                if t.0 != "STOPPED" {
+                    t.0 = "STOPPING".into();
+                }
+                t.1 = "STOPPED".into();
+                Ok(TaskStop::Accepted { last_status: Some(t.0.clone()) })
+            }
+        }
+    }
+}
+
+impl WorkerFleet for MemEcs {
+    async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
+        self.describe_calls.fetch_add(1, Ordering::SeqCst);
+        self.describes.lock().unwrap().push((cluster.to_owned(), tasks.len()));
+        for t in tasks {
+            self.check_cluster("DescribeTasks", cluster, t);
+        }
+        if self.describe_failures.load(Ordering::SeqCst) > 0 {
+            self.describe_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
+        }
+        assert!(tasks.len() <= 100, "DescribeTasks takes at most 100 tasks");
+        let mut all = self.tasks.lock().unwrap();
+        let mut out = Described::default();
+        for t in tasks {
+            match all.get_mut(t) {
+                None => out.missing.push(t.clone()),
+                Some(state) => {
+                    if state.1 == "STOPPED" && state.0 != "STOPPED" && !ends_with_any(t, &self.stuck) {
+                        state.2 += 1;
+                        if state.2 > self.stop_lag {
+                            state.0 = "STOPPED".into();
+                        }
+                    }
+                    out.found.push(TaskState {
+                        arn: t.clone(),
+                        last_status: Some(state.0.clone()),
+                        desired_status: Some(state.1.clone()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
+        let by = self.started_by.lock().unwrap();
+        let tasks = self.tasks.lock().unwrap();
+        Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
+    }
+}

@@ -1,0 +1,5 @@
+mod crash;
+mod faults;
+mod fuzz;
+mod races;
+mod tenancy;

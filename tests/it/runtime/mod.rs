@@ -1,0 +1,3 @@
+mod lambda;
+mod local_stack;
+mod sign_execute_api;
