@@ -12,7 +12,7 @@ use crate::finalize::FinalizerLimits;
 use crate::lambda::http::{ApiSettings, AuthMode};
 use crate::stop::FanOutLimits;
 
-pub const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
+pub(crate) const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
 
 /// Set to `true` only for local runs. The deployed template never sets it.
 pub const LOCAL_AUTH_VAR: &str = "ALLOW_UNAUTHENTICATED_LOCAL";

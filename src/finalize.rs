@@ -76,7 +76,7 @@ pub enum FinalizeError {
 
 /// What the checks concluded about a run's workers.
 #[derive(Debug, Clone)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every worker, registered or found by the sweep, is `STOPPED` or unknown
     /// to ECS, and the last pass saw no ECS error.
     Verified { stopped: usize, orphans: usize },
@@ -85,7 +85,7 @@ pub enum Verdict {
 }
 
 /// The principal recorded on children stopped or cancelled by a parent.
-pub fn parent_principal(parent: &RunKey) -> String {
+pub(crate) fn parent_principal(parent: &RunKey) -> String {
     format!("parent-run:{}/{}", parent.workflow_arn, parent.run_id)
 }
 
@@ -144,7 +144,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
 
     /// Finalize several runs at once (at most `run_concurrency`), each once;
     /// the results in no particular order.
-    pub async fn finalize_runs<T: Send>(
+    pub(crate) async fn finalize_runs<T: Send>(
         &self,
         runs: Vec<(RunKey, T)>,
         deadline: Option<Instant>,

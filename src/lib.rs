@@ -6,7 +6,7 @@
 //! - [`ports`]: what the procedures need from the run table and from ECS, as
 //!   traits and plain data.
 //! - [`stop`] and [`finalize`]: the two procedures, written against the ports.
-//! - [`protocol`] and [`error`]: the AWS JSON 1.0 shapes and the one mapping
+//! - `protocol` and [`error`]: the AWS JSON 1.0 shapes and the one mapping
 //!   of every failure to the model's six errors.
 //! - Edges, each a folder: [`aws`] (the only place that names the AWS SDK)
 //!   and [`lambda`] (the only place that names the Lambda crates).
@@ -20,5 +20,5 @@ pub mod finalize;
 pub mod lambda;
 pub mod model;
 pub mod ports;
-pub mod protocol;
+mod protocol;
 pub mod stop;

@@ -17,7 +17,7 @@ use crate::model::{timestamp, truncate_to, Caller, RunKey, RunStatus, StopDecisi
 use crate::ports::{RunRecord, RunStore, StopRequest, StopWrite, TaskStop, UpstreamError, WorkerControl};
 
 /// ECS caps `StopTask.reason` at 255 characters.
-pub const ECS_REASON_MAX: usize = 255;
+pub(crate) const ECS_REASON_MAX: usize = 255;
 
 /// How the `StopTask` fan-out is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub struct Service<S, W> {
 }
 
 /// Current UTC time as the table stores it.
-pub fn now_iso() -> String {
+pub(crate) fn now_iso() -> String {
     timestamp(OffsetDateTime::now_utc())
 }
 
@@ -108,51 +108,45 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
         stop: &StopRequest,
         deadline: Option<Instant>,
     ) -> Result<StopOutput, ApiError> {
-        self.stop_in_span(caller, key, stop, deadline).instrument(run_span("StopWorkflowRun", key)).await
-    }
-
-    async fn stop_in_span(
-        &self,
-        caller: &Caller,
-        key: &RunKey,
-        stop: &StopRequest,
-        deadline: Option<Instant>,
-    ) -> Result<StopOutput, ApiError> {
-        if !caller.may_access(&key.workflow_arn) {
-            tracing::warn!(principal = caller.principal(), "stop denied: account mismatch");
-            return Err(ApiError::access_denied());
-        }
-        let write = self.store.request_stop(key, stop).await.map_err(|e| {
-            tracing::error!(error = %e, "stop transition failed");
-            ApiError::from(e)
-        })?;
-        match write {
-            StopWrite::NotFound => Err(ApiError::run_not_found(&key.run_id)),
-            StopWrite::NotStoppable(run) => match run.run_status().and_then(StopDecision::from_failed_condition) {
-                Some(StopDecision::AlreadyFinal(status)) => {
-                    tracing::info!(%status, "stop is a no-op: run not active");
-                    Ok(StopOutput { run, status, fan_out: None })
+        async {
+            if !caller.may_access(&key.workflow_arn) {
+                tracing::warn!(principal = caller.principal(), "stop denied: account mismatch");
+                return Err(ApiError::access_denied());
+            }
+            let write = self.store.request_stop(key, stop).await.map_err(|e| {
+                tracing::error!(error = %e, "stop transition failed");
+                ApiError::from(e)
+            })?;
+            match write {
+                StopWrite::NotFound => Err(ApiError::run_not_found(&key.run_id)),
+                StopWrite::NotStoppable(run) => match run.run_status().and_then(StopDecision::from_failed_condition) {
+                    Some(StopDecision::AlreadyFinal(status)) => {
+                        tracing::info!(%status, "stop is a no-op: run not active");
+                        Ok(StopOutput { run, status, fan_out: None })
+                    }
+                    _ => {
+                        tracing::error!(status = %run.status, "stop condition failed on a run with an active or unknown status");
+                        Err(ApiError::internal())
+                    }
+                },
+                StopWrite::Transitioned(run) => {
+                    let reason = stop_reason(key, &stop.by);
+                    let report = self.fan_out(&run, &reason, deadline).await;
+                    tracing::info!(
+                        by = %stop.by,
+                        workers = run.workers.len(),
+                        accepted = report.accepted,
+                        gone = report.gone,
+                        failed = report.failed,
+                        unfinished = report.unfinished,
+                        "run moved to STOPPING"
+                    );
+                    Ok(StopOutput { run, status: RunStatus::Stopping, fan_out: Some(report) })
                 }
-                _ => {
-                    tracing::error!(status = %run.status, "stop condition failed on a run with an active or unknown status");
-                    Err(ApiError::internal())
-                }
-            },
-            StopWrite::Transitioned(run) => {
-                let reason = stop_reason(key, &stop.by);
-                let report = self.fan_out(&run, &reason, deadline).await;
-                tracing::info!(
-                    by = %stop.by,
-                    workers = run.workers.len(),
-                    accepted = report.accepted,
-                    gone = report.gone,
-                    failed = report.failed,
-                    unfinished = report.unfinished,
-                    "run moved to STOPPING"
-                );
-                Ok(StopOutput { run, status: RunStatus::Stopping, fan_out: Some(report) })
             }
         }
+        .instrument(run_span("StopWorkflowRun", key))
+        .await
     }
 
     async fn fan_out(&self, run: &RunRecord, reason: &str, deadline: Option<Instant>) -> FanOutReport {
