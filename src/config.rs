@@ -116,6 +116,45 @@ impl FinalizerConfig {
     }
 }
 
+/// Configuration of the reconciler: the finalizer's, plus which runs count
+/// as stranded and where to find them.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub finalizer: FinalizerConfig,
+    /// Runs `STOPPING` longer than this are finalized by the reconciler.
+    pub reconcile_after: Duration,
+    pub stopping_index: String,
+}
+
+impl ReconcilerConfig {
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<ReconcilerConfig, ConfigError> {
+        let env = Env(vars);
+        let stopping_index = vars.get("STOPPING_INDEX").cloned().unwrap_or_else(|| "StoppingRuns".to_owned());
+        if stopping_index.len() < 3 || stopping_index.len() > 255 {
+            return Err(ConfigError {
+                var: "STOPPING_INDEX",
+                value: stopping_index,
+                why: "an index name has 3 to 255 characters",
+            });
+        }
+        Ok(ReconcilerConfig {
+            finalizer: FinalizerConfig::from_map(vars)?,
+            reconcile_after: env.millis("RECONCILE_AFTER_MS", 60_000, 1_000, 86_400_000)?,
+            stopping_index,
+        })
+    }
+
+    pub fn from_env() -> Result<ReconcilerConfig, ConfigError> {
+        ReconcilerConfig::from_map(&std::env::vars().collect())
+    }
+}
+
+/// The `Stack` dimension of the function's metrics (`METRICS_STACK`; the
+/// template sets the stack name), `local` when unset.
+pub fn metrics_stack() -> String {
+    std::env::var("METRICS_STACK").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "local".to_owned())
+}
+
 fn runs_table(vars: &HashMap<String, String>) -> Result<String, ConfigError> {
     let runs_table = vars.get("RUNS_TABLE").cloned().unwrap_or_else(|| DEFAULT_RUNS_TABLE.to_owned());
     if runs_table.len() < 3 || runs_table.len() > 255 {
@@ -165,6 +204,19 @@ mod tests {
         assert_eq!(
             FinalizerConfig::from_map(&vars(&[("FINALIZER_POLL_MS", "x")])).unwrap_err().var,
             "FINALIZER_POLL_MS"
+        );
+    }
+
+    #[test]
+    fn reconciler_config_reads_its_threshold_and_index() {
+        let c = ReconcilerConfig::from_map(&HashMap::new()).unwrap();
+        assert_eq!((c.reconcile_after, c.stopping_index.as_str()), (Duration::from_secs(60), "StoppingRuns"));
+        let c = ReconcilerConfig::from_map(&vars(&[("RECONCILE_AFTER_MS", "5000"), ("FINALIZER_WAIT_MS", "40000")]))
+            .unwrap();
+        assert_eq!((c.reconcile_after, c.finalizer.limits.wait), (Duration::from_secs(5), Duration::from_secs(40)));
+        assert_eq!(
+            ReconcilerConfig::from_map(&vars(&[("RECONCILE_AFTER_MS", "10")])).unwrap_err().var,
+            "RECONCILE_AFTER_MS"
         );
     }
 

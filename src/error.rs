@@ -91,6 +91,18 @@ impl ApiError {
         }
     }
 
+    /// A fault of ours that retrying cannot mend (an item outside the table
+    /// contract, a write DynamoDB refuses as invalid): a 500 without a retry
+    /// hint.
+    pub fn internal_permanent() -> ApiError {
+        ApiError::InternalServer {
+            message: "The request cannot be completed because of a server-side problem with this run's stored data. \
+                      Retrying will not help; the problem has been logged for the service's operators."
+                .into(),
+            retry_after_seconds: None,
+        }
+    }
+
     pub fn throttled(quota_code: &'static str) -> ApiError {
         ApiError::Throttling {
             message: "Rate exceeded. Retry the request with exponential backoff.".into(),
@@ -201,6 +213,7 @@ impl From<UpstreamError> for ApiError {
             }),
             UpstreamKind::Timeout => ApiError::timeout(),
             UpstreamKind::Fault => ApiError::internal(),
+            UpstreamKind::Rejected => ApiError::internal_permanent(),
         }
     }
 }
@@ -209,7 +222,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Upstream(u) => u.into(),
-            StoreError::Corrupt { .. } => ApiError::internal(),
+            StoreError::Corrupt { .. } => ApiError::internal_permanent(),
         }
     }
 }
@@ -303,7 +316,14 @@ mod tests {
         assert_eq!(timeout.type_name(), "OperationTimeoutException");
         let fault: ApiError = UpstreamError::new("dynamodb", "GetItem", UpstreamKind::Fault, secret).into();
         assert_eq!(fault.type_name(), "InternalServerException");
-        for e in [throttled, timeout, fault] {
+        let rejected: ApiError = UpstreamError::new("dynamodb", "UpdateItem", UpstreamKind::Rejected, secret).into();
+        assert_eq!((rejected.type_name(), rejected.http_status()), ("InternalServerException", 500));
+        assert!(
+            rejected.body().get("RetryAfterSeconds").is_none(),
+            "a request that cannot succeed is not told to retry"
+        );
+        assert!(!rejected.to_string().contains("Retry the request"));
+        for e in [throttled, timeout, fault, rejected] {
             assert!(!e.body().to_string().contains("999999999999"), "detail leaked: {}", e.body());
         }
     }

@@ -19,12 +19,16 @@ use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::model::{ChildPolicy, RunKey, RunStatus, WorkflowArn};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::metrics::{self, Unit};
+use crate::model::{check_run_id, timestamp, ChildPolicy, RunKey, RunStatus, WorkflowArn};
 use crate::ports::{
-    CancelWrite, ChildPolicyApplied, FinalizeWrite, FinalizerStore, RunRecord, StopRequest, StopWrite, StoppedWrite,
-    StoreError, TaskStop, UpstreamError, WorkerFleet, DESCRIBE_TASKS_MAX,
+    CancelWrite, ChildPolicyApplied, FinalizeWrite, FinalizedBy, FinalizerStore, ReconcilerStore, RunRecord,
+    StopRequest, StopWrite, StoppedWrite, StoreError, TaskStop, UpstreamError, WorkerFleet, DESCRIBE_TASKS_MAX,
 };
-use crate::stop::{now_iso, run_span, stop_reason};
+use crate::stop::{run_span, stop_reason};
 
 /// Bounds of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,20 @@ pub(crate) enum Verdict {
     Verified { stopped: usize, orphans: usize },
     /// Not proven: workers still running, or ECS errors in the last pass.
     Unverified { pending: usize, error: Option<UpstreamError> },
+}
+
+/// What one reconciler pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Runs `STOPPING` longer than the threshold: stranded, finalized here.
+    pub found: usize,
+    pub stopped: usize,
+    /// Workers not verified stopped yet: the next pass tries again.
+    pub pending: usize,
+    /// Failed, or listed in the index with an unreadable key.
+    pub failed: usize,
+    /// The age of the oldest `STOPPING` run (0 when there is none).
+    pub oldest_stopping_age_seconds: f64,
 }
 
 /// The principal recorded on children stopped or cancelled by a parent.
@@ -148,9 +166,10 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         &self,
         runs: Vec<(RunKey, T)>,
         deadline: Option<Instant>,
+        by: FinalizedBy,
     ) -> Vec<(RunKey, T, Result<RunOutcome, FinalizeError>)> {
         stream::iter(runs.into_iter().map(|(key, tag)| async move {
-            let result = self.finalize_run(&key, deadline).await;
+            let result = self.finalize_run_by(&key, deadline, by).await;
             (key, tag, result)
         }))
         .buffer_unordered(self.limits.run_concurrency.max(1))
@@ -161,17 +180,31 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
     /// Finalize one run: verify (and force) every worker stopped, apply the
     /// child policy, then write `STOPPED` once.
     pub async fn finalize_run(&self, key: &RunKey, deadline: Option<Instant>) -> Result<RunOutcome, FinalizeError> {
+        self.finalize_run_by(key, deadline, FinalizedBy::Stream).await
+    }
+
+    /// [`Finalizer::finalize_run`], recording which path finalized the run.
+    pub async fn finalize_run_by(
+        &self,
+        key: &RunKey,
+        deadline: Option<Instant>,
+        by: FinalizedBy,
+    ) -> Result<RunOutcome, FinalizeError> {
         async {
-            let outcome = self.finalize_in_span(key, deadline).await;
+            let outcome = self.finalize_in_span(key, deadline, by).await;
             match &outcome {
                 Ok(RunOutcome::Stopped { workers_stopped, orphans_stopped, .. }) => {
-                    tracing::info!(workers_stopped, orphans_stopped, "run STOPPED")
+                    tracing::info!(workers_stopped, orphans_stopped, finalized_by = by.as_str(), "run STOPPED")
                 }
                 Ok(RunOutcome::Skipped { status }) => tracing::info!(status = ?status, "nothing to finalize"),
                 Ok(RunOutcome::Pending { still_running }) => {
+                    metrics::emit(&[("FinalizerPendingRetries", Unit::Count, 1.0)], &[("FinalizedBy", by.as_str())]);
                     tracing::warn!(still_running, "workers not verified stopped in time; to be retried")
                 }
-                Err(e) => tracing::error!(error = %e, "finalizing failed; to be retried"),
+                Err(e) => {
+                    metrics::emit(&[("FinalizerPendingRetries", Unit::Count, 1.0)], &[("FinalizedBy", by.as_str())]);
+                    tracing::error!(error = %e, "finalizing failed; to be retried")
+                }
             }
             outcome
         }
@@ -179,7 +212,12 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         .await
     }
 
-    async fn finalize_in_span(&self, key: &RunKey, deadline: Option<Instant>) -> Result<RunOutcome, FinalizeError> {
+    async fn finalize_in_span(
+        &self,
+        key: &RunKey,
+        deadline: Option<Instant>,
+        by: FinalizedBy,
+    ) -> Result<RunOutcome, FinalizeError> {
         let Some(run) = self.store.get_run(key).await? else {
             return Ok(RunOutcome::Skipped { status: None });
         };
@@ -200,16 +238,27 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
                 return Ok(RunOutcome::Pending { still_running: pending });
             }
         };
-        let now = now_iso();
-        let child_policy = self.apply_child_policy(key, &run, &now).await?;
+        let now = OffsetDateTime::now_utc();
+        let at = timestamp(now);
+        let child_policy = self.apply_child_policy(key, &run, &at).await?;
         let write = StoppedWrite {
-            at: now,
+            at,
+            finalized_by: by,
             workers_stopped: stopped,
             orphans_stopped: orphans,
             child_policy: child_policy.clone(),
         };
         match self.store.finalize_stop(key, &write).await? {
             FinalizeWrite::Stopped => {
+                let since = run.stop_requested_at.as_deref().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+                let mut values = vec![
+                    ("WorkersStopped", Unit::Count, stopped as f64),
+                    ("OrphansStopped", Unit::Count, orphans as f64),
+                ];
+                if let Some(since) = since {
+                    values.push(("StopToStoppedSeconds", Unit::Seconds, (now - since).as_seconds_f64().max(0.0)));
+                }
+                metrics::emit(&values, &[("FinalizedBy", by.as_str())]);
                 Ok(RunOutcome::Stopped { workers_stopped: stopped, orphans_stopped: orphans, child_policy })
             }
             FinalizeWrite::NotStopping => Ok(RunOutcome::Skipped { status: None }),
@@ -326,7 +375,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         let mut applied = ChildPolicyApplied { policy, children: children.len(), affected: 0, skipped: 0 };
         for child in &children {
             let child_key = match WorkflowArn::parse(&child.workflow_arn) {
-                Ok(arn) if crate::model::check_run_id(&child.run_id).is_none() => {
+                Ok(arn) if check_run_id(&child.run_id).is_none() => {
                     RunKey { workflow_arn: arn, run_id: child.run_id.clone() }
                 }
                 _ => {
@@ -357,5 +406,58 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
             }
         }
         Ok(Some(applied))
+    }
+}
+
+impl<S: ReconcilerStore, W: WorkerFleet> Finalizer<S, W> {
+    /// One pass of the safety net: every run the index shows `STOPPING` for
+    /// longer than `after` is finalized by the same procedure and the same
+    /// conditional writes as the stream's, recorded as `FinalizedBy:
+    /// reconciler`. Level-triggered: a run the stream gave up on, or never
+    /// delivered, is found on the next pass.
+    pub async fn reconcile(&self, after: Duration, deadline: Option<Instant>) -> Result<ReconcileReport, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let stopping = self.store.stopping_runs().await?;
+        let mut report = ReconcileReport::default();
+        let mut stranded = Vec::new();
+        for run in stopping {
+            let age = OffsetDateTime::parse(&run.since, &Rfc3339).map(|since| (now - since).as_seconds_f64().max(0.0));
+            let key = WorkflowArn::parse(&run.workflow_arn)
+                .ok()
+                .filter(|_| check_run_id(&run.run_id).is_none())
+                .map(|workflow_arn| RunKey { workflow_arn, run_id: run.run_id.clone() });
+            match (key, age) {
+                (Some(key), Ok(age)) => {
+                    report.oldest_stopping_age_seconds = report.oldest_stopping_age_seconds.max(age);
+                    if age >= after.as_secs_f64() {
+                        stranded.push((key, ()));
+                    }
+                }
+                _ => {
+                    tracing::error!(workflow_arn = %run.workflow_arn, run_id = %run.run_id, since = %run.since, "stopping index entry with an unreadable key or StoppingSince");
+                    report.failed += 1;
+                }
+            }
+        }
+        report.found = stranded.len();
+        if report.found > 0 {
+            tracing::warn!(found = report.found, "stranded STOPPING runs found; finalizing them");
+        }
+        for (_, (), result) in self.finalize_runs(stranded, deadline, FinalizedBy::Reconciler).await {
+            match result {
+                Ok(RunOutcome::Stopped { .. }) => report.stopped += 1,
+                Ok(RunOutcome::Skipped { .. }) => {}
+                Ok(RunOutcome::Pending { .. }) => report.pending += 1,
+                Err(_) => report.failed += 1,
+            }
+        }
+        metrics::emit(
+            &[
+                ("ReconcilerFinds", Unit::Count, report.found as f64),
+                ("OldestStoppingAgeSeconds", Unit::Seconds, report.oldest_stopping_age_seconds),
+            ],
+            &[],
+        );
+        Ok(report)
     }
 }

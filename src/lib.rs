@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod finalize;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 mod protocol;

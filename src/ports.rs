@@ -21,6 +21,9 @@ pub enum UpstreamKind {
     Timeout,
     /// Anything else: a 5xx, a connection failure, a response we cannot read.
     Fault,
+    /// The service refused the request as invalid (a `ValidationException`):
+    /// the same request can never succeed, so nobody is told to retry it.
+    Rejected,
 }
 
 /// A DynamoDB or ECS call that failed. The full SDK text stays in `detail`,
@@ -44,7 +47,8 @@ impl UpstreamError {
 pub enum StoreError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    /// An item that does not follow the table contract.
+    /// An item that does not follow the table contract (including one too
+    /// large for the transition even with its history trimmed).
     #[error("run {key} does not follow the table contract: {detail}")]
     Corrupt { key: String, detail: String },
 }
@@ -135,10 +139,29 @@ pub trait RunStore: Send + Sync {
     fn get_run(&self, key: &RunKey) -> impl Future<Output = Result<Option<RunRecord>, StoreError>> + Send;
 }
 
+/// Which path finalized a run (the `FinalizedBy` detail of its `Stopped`
+/// event): the stream, or the reconciler's safety net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FinalizedBy {
+    #[default]
+    Stream,
+    Reconciler,
+}
+
+impl FinalizedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalizedBy::Stream => "stream",
+            FinalizedBy::Reconciler => "reconciler",
+        }
+    }
+}
+
 /// What the finalizer records when it moves a run to `STOPPED`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoppedWrite {
     pub at: String,
+    pub finalized_by: FinalizedBy,
     /// Distinct worker tasks confirmed stopped (registered and orphans).
     pub workers_stopped: usize,
     /// Of those, tasks found by the `startedBy` sweep and not registered.
@@ -188,6 +211,21 @@ pub trait FinalizerStore: RunStore {
         by: &str,
         at: &str,
     ) -> impl Future<Output = Result<CancelWrite, StoreError>> + Send;
+}
+
+/// A run found `STOPPING` by the reconciler's index, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppingRun {
+    pub workflow_arn: String,
+    pub run_id: String,
+    /// `StoppingSince`, as stored.
+    pub since: String,
+}
+
+/// What the reconciler needs beyond the finalizer: the runs that are
+/// `STOPPING` now, from an index that holds nothing else.
+pub trait ReconcilerStore: FinalizerStore {
+    fn stopping_runs(&self) -> impl Future<Output = Result<Vec<StoppingRun>, StoreError>> + Send;
 }
 
 // ---------------------------------------------------------------------------
@@ -292,6 +330,12 @@ impl<T: FinalizerStore> FinalizerStore for &T {
         at: &str,
     ) -> impl Future<Output = Result<CancelWrite, StoreError>> + Send {
         (**self).request_cancel(key, by, at)
+    }
+}
+
+impl<T: ReconcilerStore> ReconcilerStore for &T {
+    fn stopping_runs(&self) -> impl Future<Output = Result<Vec<StoppingRun>, StoreError>> + Send {
+        (**self).stopping_runs()
     }
 }
 

@@ -33,15 +33,16 @@ done < <(code $(find src -name '*.rs') | grep -E '\bcrate::\{' || true)
 # module (top-level name under src/) -> the crate modules it may use
 declare -A allowed=(
   [model]=""
+  [metrics]=""
   [ports]="model"
   [error]="model ports"
   [protocol]="model ports error"
-  [stop]="model ports error"
-  [finalize]="model ports stop"
+  [stop]="model ports error metrics"
+  [finalize]="model ports stop metrics"
   [aws]="model ports"
-  [lambda]="model ports error protocol stop finalize"
+  [lambda]="model ports error protocol stop finalize metrics"
   [config]="aws finalize lambda stop"
-  [lib]="aws config error finalize lambda model ports protocol stop"
+  [lib]="aws config error finalize lambda metrics model ports protocol stop"
 )
 for file in $(find src -name '*.rs' -not -path 'src/bin/*' | sort); do
   rel=${file#src/}

@@ -177,3 +177,51 @@ fn child_refs(key: &RunKey, children: AttributeValue) -> Option<Vec<ChildRef>> {
         .collect();
     Some(refs)
 }
+
+/// An item's size as DynamoDB's documentation accounts it: each attribute's
+/// name plus its value; strings and binaries by their bytes, numbers about
+/// one byte per two significant digits plus one, booleans and nulls one
+/// byte, lists and maps three bytes plus one per element (and a map entry's
+/// name), sets the sum of their elements.
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+fn number_size(n: &str) -> usize {
+    let digits = n.trim_start_matches(['-', '+']).chars().filter(char::is_ascii_digit).count();
+    digits.div_ceil(2) + 1
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(v) => v.len(),
+        AttributeValue::N(v) => number_size(v),
+        AttributeValue::B(v) => v.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(v) => 3 + v.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_documented_accounting() {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let item = HashMap::from([
+            ("Name".to_owned(), s("abc")),                                                   // 4 + 3
+            ("N".to_owned(), AttributeValue::N("12345".into())),                             // 1 + 3 + 1
+            ("Ok".to_owned(), AttributeValue::Bool(true)),                                   // 2 + 1
+            ("L".to_owned(), AttributeValue::L(vec![s("ab"), s("c")])),                      // 1 + 3 + (1+2) + (1+1)
+            ("M".to_owned(), AttributeValue::M(HashMap::from([("k".to_owned(), s("vv"))]))), // 1 + 3 + 1+1+2
+        ]);
+        assert_eq!(item_size(&item), 7 + 5 + 3 + 9 + 8);
+        assert_eq!(value_size(&s("é")), 2, "strings count UTF-8 bytes");
+    }
+}

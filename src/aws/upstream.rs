@@ -19,6 +19,24 @@ const THROTTLING_CODES: &[&str] = &[
     "SlowDown",
 ];
 
+/// Error codes of a request the service refuses as invalid: retrying the
+/// same request cannot help.
+const REJECTED_CODES: &[&str] = &["ValidationException", "SerializationException", "InvalidParameterException"];
+
+/// Is this DynamoDB's refusal of a write that would pass the item size limit?
+pub(crate) fn is_item_too_large<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(se) => {
+            se.err().code() == Some("ValidationException")
+                && se.err().message().is_some_and(|m| m.contains("Item size") && m.contains("maximum allowed size"))
+        }
+        _ => false,
+    }
+}
+
 /// Classify any SDK error. Generic over the operation error so the DynamoDB
 /// and ECS adapters share it (the `SdkError` type is the same smithy type
 /// re-exported by every SDK crate).
@@ -32,6 +50,8 @@ where
         SdkError::ServiceError(se) => {
             if se.err().code().is_some_and(|c| THROTTLING_CODES.contains(&c)) {
                 UpstreamKind::Throttled
+            } else if se.err().code().is_some_and(|c| REJECTED_CODES.contains(&c)) {
+                UpstreamKind::Rejected
             } else {
                 UpstreamKind::Fault
             }

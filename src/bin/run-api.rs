@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use lambda_http::{run_concurrent, service_fn, tracing, Error, Request};
 use mwaa_stop::aws::{sdk_config, DynamoRunStore, EcsWorkers};
-use mwaa_stop::config::ApiConfig;
+use mwaa_stop::config::{metrics_stack, ApiConfig};
 use mwaa_stop::lambda::http::Api;
+use mwaa_stop::metrics;
 use mwaa_stop::stop::Service;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = ApiConfig::from_env()?;
+    metrics::set_stack(&metrics_stack());
     let sdk = sdk_config(&config.sdk).await;
     let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
     let workers = EcsWorkers::from_conf(&sdk);

@@ -5,15 +5,17 @@ use std::sync::Arc;
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run_concurrent, service_fn, tracing, Error, LambdaEvent};
 use mwaa_stop::aws::{sdk_config, DynamoRunStore, EcsWorkers};
-use mwaa_stop::config::FinalizerConfig;
+use mwaa_stop::config::{metrics_stack, FinalizerConfig};
 use mwaa_stop::finalize::Finalizer;
 use mwaa_stop::lambda::context::deadline_instant;
 use mwaa_stop::lambda::stream::handle_batch;
+use mwaa_stop::metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = FinalizerConfig::from_env()?;
+    metrics::set_stack(&metrics_stack());
     let sdk = sdk_config(&config.sdk).await;
     let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
     let fleet = EcsWorkers::from_conf(&sdk);

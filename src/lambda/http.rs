@@ -15,6 +15,7 @@ use tokio::time::Instant;
 pub use super::context::AuthMode;
 use super::context::{caller_of, deadline_of, request_id_of, source_ip};
 use crate::error::ApiError;
+use crate::metrics::{self, Unit};
 use crate::ports::{RunStore, StopRequest, WorkerControl};
 use crate::protocol::{parse_run_key, GetWorkflowRunResponse, Operation, StopWorkflowRunResponse, CONTENT_TYPE};
 use crate::stop::{now_iso, Service};
@@ -35,7 +36,8 @@ pub struct Api<S, W> {
 
 /// A 200 body: one of the model's response shapes.
 enum Answer {
-    Stop(StopWorkflowRunResponse),
+    /// And whether this request made the transition.
+    Stop(StopWorkflowRunResponse, bool),
     Get(Box<GetWorkflowRunResponse>),
 }
 
@@ -74,6 +76,7 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let request_id = request_id_of(&req);
         let deadline = deadline_of(&req, self.settings.deadline_margin);
+        let stopping = req.headers().get("x-amz-target").is_some_and(|t| t.as_bytes().ends_with(b".StopWorkflowRun"));
         let work = AssertUnwindSafe(self.dispatch(&req, &request_id, deadline)).catch_unwind();
         let outcome = match deadline {
             Some(d) => tokio::time::timeout_at(d, work).await.unwrap_or_else(|_| {
@@ -82,8 +85,16 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
             }),
             None => work.await,
         };
+        if stopping {
+            let metric = match &outcome {
+                Ok(Ok(Answer::Stop(_, true))) => "StopsAccepted",
+                Ok(Ok(_)) => "StopsNoOp",
+                _ => "StopsRefused",
+            };
+            metrics::emit(&[(metric, Unit::Count, 1.0)], &[]);
+        }
         match outcome {
-            Ok(Ok(Answer::Stop(body))) => respond(200, &request_id, &body, None),
+            Ok(Ok(Answer::Stop(body, _))) => respond(200, &request_id, &body, None),
             Ok(Ok(Answer::Get(body))) => respond(200, &request_id, &body, None),
             Ok(Err(err)) => {
                 tracing::info!(request_id, error = err.type_name(), message = %err, "request refused");
@@ -113,7 +124,7 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
                     source_ip: source_ip(req),
                 };
                 let out = self.service.stop_workflow_run(&caller, &key, &stop, deadline).await?;
-                Ok(Answer::Stop(StopWorkflowRunResponse::new(&out.run, out.status)))
+                Ok(Answer::Stop(StopWorkflowRunResponse::new(&out.run, out.status), out.fan_out.is_some()))
             }
             Operation::GetWorkflowRun => {
                 let run = self.service.get_workflow_run(&caller, &key).await?;

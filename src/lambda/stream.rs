@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::finalize::{Finalizer, RunOutcome};
 use crate::model::{check_run_id, RunKey, RunStatus, WorkflowArn};
-use crate::ports::{FinalizerStore, WorkerFleet};
+use crate::ports::{FinalizedBy, FinalizerStore, WorkerFleet};
 
 /// The keys of a stream record.
 #[derive(Debug, Deserialize)]
@@ -100,7 +100,7 @@ pub async fn handle_batch<S: FinalizerStore, W: WorkerFleet>(
             }
         }
     }
-    for (_, seq, result) in finalizer.finalize_runs(runs, deadline).await {
+    for (_, seq, result) in finalizer.finalize_runs(runs, deadline, FinalizedBy::Stream).await {
         if !matches!(result, Ok(RunOutcome::Stopped { .. } | RunOutcome::Skipped { .. })) {
             failures.push(seq);
         }

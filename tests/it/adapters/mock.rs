@@ -64,6 +64,7 @@ async fn stop_is_one_conditional_update_returning_the_new_item() {
                 && r.update_expression()
                     == Some(
                         "SET #status = :stopping, #stop_at = :now, #stop_by = :by, #modified = :now, \
+                         #stopping_shard = :shard, #stopping_since = :now, \
                          #history = list_append(if_not_exists(#history, :empty), :event)",
                     )
                 && names["#status"] == "Status"
@@ -71,6 +72,9 @@ async fn stop_is_one_conditional_update_returning_the_new_item() {
                 && names["#stop_by"] == "StopRequestedBy"
                 && names["#modified"] == "ModifiedAt"
                 && names["#history"] == "History"
+                && names["#stopping_shard"] == "StoppingShard"
+                && names["#stopping_since"] == "StoppingSince"
+                && values[":shard"].as_s().is_ok_and(|shard| shard.parse::<u32>().is_ok_and(|n| n < 8))
                 && values[":stopping"] == s("STOPPING")
                 && values[":starting"] == s("STARTING")
                 && values[":queued"] == s("QUEUED")
@@ -115,6 +119,68 @@ async fn failed_condition_tells_not_found_from_not_active_without_a_read() {
     }
     assert_eq!(store.request_stop(&key(), &stop()).await.unwrap(), StopWrite::NotFound);
     assert_eq!(get.num_calls(), 0, "no GetItem before or after the write");
+}
+
+fn validation(message: &str) -> UpdateItemError {
+    UpdateItemError::generic(
+        aws_sdk_dynamodb::error::ErrorMetadata::builder().code("ValidationException").message(message).build(),
+    )
+}
+
+/// A request DynamoDB refuses as invalid can never succeed: it is classified
+/// as rejected (answered without a retry hint), never as a retryable fault.
+#[tokio::test]
+async fn a_validation_exception_is_rejected_not_a_retryable_fault() {
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .then_error(|| validation("One or more parameter values were invalid"));
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule]), "Runs");
+    match store.request_stop(&key(), &stop()).await {
+        Err(StoreError::Upstream(u)) => assert_eq!(u.kind, UpstreamKind::Rejected),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// DynamoDB refuses the stop as over the item size limit: the run is read,
+/// and the same transition is sent again with its oldest history events
+/// dropped and counted, conditioned on the history being the one read.
+#[tokio::test]
+async fn a_stop_over_the_item_size_limit_is_sent_again_with_a_bounded_history() {
+    let too_large = mock!(aws_sdk_dynamodb::Client::update_item)
+        .then_error(|| validation("Item size to update has exceeded the maximum allowed size"));
+    let mut big = item("RUNNING");
+    let event = AttributeValue::M(HashMap::from([("Event".into(), s("Note")), ("At".into(), s(&"x".repeat(1000)))]));
+    big.insert("History".into(), AttributeValue::L(vec![event; 420]));
+    let stored = big.clone();
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.consistent_read() == Some(true))
+        .then_output(move || GetItemOutput::builder().set_item(Some(stored.clone())).build());
+    let fitted = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let values = r.expression_attribute_values().unwrap();
+            let history = values[":history"].as_l().unwrap();
+            let dropped: usize = values[":dropped"].as_n().unwrap().parse().unwrap();
+            r.update_expression().unwrap().contains("#history = :history, #dropped = :dropped")
+                && r.condition_expression()
+                    == Some("#status IN (:starting, :queued, :running) AND size(#history) = :history_len")
+                && values[":history_len"] == AttributeValue::N("420".into())
+                && r.expression_attribute_names().unwrap()["#dropped"] == "HistoryEventsDropped"
+                && dropped > 0
+                && history.len() + dropped == 421
+                && history.last().unwrap().as_m().unwrap()["Event"] == s("StopRequested")
+        })
+        .then_output(|| UpdateItemOutput::builder().set_attributes(Some(item("STOPPING"))).build());
+    let store = DynamoRunStore::new(
+        mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&too_large, &read, &fitted],
+            no_retries
+        ),
+        "Runs",
+    );
+    let write = store.request_stop(&key(), &stop()).await.unwrap();
+    assert!(matches!(write, StopWrite::Transitioned(_)), "{write:?}");
+    assert_eq!((too_large.num_calls(), read.num_calls(), fitted.num_calls()), (1, 1, 1));
 }
 
 #[tokio::test]
@@ -268,6 +334,7 @@ async fn stop_task_sends_cluster_task_and_reason() {
 fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
     mwaa_stop::ports::StoppedWrite {
         at: "2026-11-21T10:01:00.000Z".into(),
+        finalized_by: mwaa_stop::ports::FinalizedBy::Reconciler,
         workers_stopped: 3,
         orphans_stopped: 1,
         child_policy: Some(mwaa_stop::ports::ChildPolicyApplied {
@@ -294,7 +361,8 @@ async fn finalize_is_one_update_conditioned_on_stopping() {
                 && r.update_expression()
                     == Some(
                         "SET #status = :stopped, #completed = :now, #modified = :now, \
-                         #workers = :no_workers, #history = list_append(if_not_exists(#history, :empty), :events)",
+                         #workers = :no_workers, #history = list_append(if_not_exists(#history, :empty), :events) \
+                         REMOVE #stopping_shard, #stopping_since",
                     )
                 && names["#completed"] == "CompletedOn"
                 && names["#workers"] == "Workers"
@@ -307,6 +375,7 @@ async fn finalize_is_one_update_conditioned_on_stopping() {
                 && stopped["Event"] == s("Stopped")
                 && stopped["WorkersStopped"] == AttributeValue::N("3".into())
                 && stopped["OrphansStopped"] == AttributeValue::N("1".into())
+                && stopped["FinalizedBy"] == s("reconciler")
                 && stopped["At"] == s("2026-11-21T10:01:00.000Z")
         })
         .then_output(|| UpdateItemOutput::builder().build());

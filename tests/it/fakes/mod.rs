@@ -1,2 +1,3 @@
 mod finalize;
+mod reconcile;
 mod stop;

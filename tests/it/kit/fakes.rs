@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use mwaa_stop::model::{RunKey, RunStatus};
 use mwaa_stop::ports::{
-    CancelWrite, Described, FinalizeWrite, FinalizerStore, RunRecord, RunStore, StopRequest, StopWrite, StoppedWrite,
-    StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet,
+    CancelWrite, Described, FinalizeWrite, FinalizerStore, ReconcilerStore, RunRecord, RunStore, StopRequest,
+    StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl,
+    WorkerFleet,
 };
 
 fn id(k: &RunKey) -> (String, String) {
@@ -57,6 +58,8 @@ pub struct MemTable {
     pub finalized: Mutex<Vec<(RunKey, StoppedWrite)>>,
     /// When each run was finalized (tokio's clock).
     pub finalize_at: Mutex<Vec<(String, tokio::time::Instant)>>,
+    /// The sparse index of STOPPING runs: run → `StoppingSince`.
+    pub stopping: Mutex<HashMap<(String, String), String>>,
 }
 
 impl MemTable {
@@ -64,8 +67,15 @@ impl MemTable {
         MemTable { mode, ..Default::default() }
     }
 
+    /// Store a run. A `STOPPING` one is in the stopping index since its
+    /// `StopRequestedAt` (or long ago, when it has none).
     pub fn put(&self, r: RunRecord) {
-        self.runs.lock().unwrap().insert((r.workflow_arn.clone(), r.run_id.clone()), r);
+        let id = (r.workflow_arn.clone(), r.run_id.clone());
+        if r.status == "STOPPING" {
+            let since = r.stop_requested_at.clone().unwrap_or_else(|| "2026-01-01T00:00:00.000Z".into());
+            self.stopping.lock().unwrap().insert(id.clone(), since);
+        }
+        self.runs.lock().unwrap().insert(id, r);
     }
 
     pub fn status(&self, k: &RunKey) -> String {
@@ -110,8 +120,10 @@ impl RunStore for MemTable {
         }
         r.status = "STOPPING".into();
         r.stop_requested_by = Some(stop.by.clone());
+        r.stop_requested_at = Some(stop.at.clone());
         let written = r.clone();
         drop(runs);
+        self.stopping.lock().unwrap().insert(id(key), stop.at.clone());
         self.event(key, "StopRequested");
         Ok(StopWrite::Transitioned(written))
     }
@@ -134,6 +146,7 @@ impl FinalizerStore for MemTable {
             _ => return Ok(FinalizeWrite::NotStopping),
         }
         drop(runs);
+        self.stopping.lock().unwrap().remove(&id(key));
         if w.child_policy.is_some() {
             self.event(key, "ChildPolicyApplied");
         }
@@ -154,6 +167,20 @@ impl FinalizerStore for MemTable {
         drop(runs);
         self.event(key, "CancelRequested");
         Ok(CancelWrite::Requested)
+    }
+}
+
+impl ReconcilerStore for MemTable {
+    async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        let stopping = self.stopping.lock().unwrap();
+        Ok(stopping
+            .iter()
+            .map(|((arn, run), since)| StoppingRun {
+                workflow_arn: arn.clone(),
+                run_id: run.clone(),
+                since: since.clone(),
+            })
+            .collect())
     }
 }
 

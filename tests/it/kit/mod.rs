@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType};
 use base64::Engine;
@@ -439,8 +439,20 @@ pub async fn create_run_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr_def("WorkflowArn"))
         .attribute_definitions(attr_def("RunId"))
+        .attribute_definitions(attr_def("StoppingShard"))
+        .attribute_definitions(attr_def("StoppingSince"))
         .key_schema(key("WorkflowArn", KeyType::Hash))
         .key_schema(key("RunId", KeyType::Range))
+        // The reconciler's sparse index of STOPPING runs, as in template.yaml.
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("StoppingRuns")
+                .key_schema(key("StoppingShard", KeyType::Hash))
+                .key_schema(key("StoppingSince", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .build()
+                .unwrap(),
+        )
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)

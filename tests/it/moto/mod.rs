@@ -1,2 +1,3 @@
 mod api;
 mod finalizer;
+mod safety_net;

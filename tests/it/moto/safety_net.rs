@@ -1,0 +1,288 @@
+//! The stop guarantee at its edges, against moto through the real SDKs:
+//! the reconciler finalizes runs the stream never delivered or gave up on,
+//! with exactly one `STOPPING → STOPPED` however many passes run; a run at
+//! DynamoDB's item size limit is stopped and finalized; the documented worker
+//! registration refuses a worker that would not fit.
+//!
+//! moto's update is made all-or-nothing by `tools/moto_serial.py`, as
+//! DynamoDB's is; its item limit (405,000 bytes of its own accounting) is
+//! close to DynamoDB's 400 KiB.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use mwaa_stop::lambda::http::AuthMode;
+use mwaa_stop::ports::ReconcilerStore;
+
+use crate::kit::proxy::{Action, Proxy, Rule, When};
+use crate::kit::*;
+
+fn history(item: &HashMap<String, AttributeValue>) -> Vec<HashMap<String, AttributeValue>> {
+    item["History"].as_l().unwrap().iter().map(|e| e.as_m().unwrap().clone()).collect()
+}
+
+fn stopped_event(item: &HashMap<String, AttributeValue>) -> HashMap<String, AttributeValue> {
+    history(item).into_iter().find(|e| e["Event"].as_s().unwrap() == "Stopped").expect("a Stopped event")
+}
+
+/// `(old, new)` status changes of one run in the stream.
+async fn transitions(world: &World, run_id: &str) -> Vec<(String, String)> {
+    world.stream_changes().await.into_iter().filter(|(r, _, _)| r == run_id).map(|(_, o, n)| (o, n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stopping_index_holds_exactly_the_stopping_runs() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    for run in ["a", "b"] {
+        world.put_run(&arn, run, "RUNNING", &[]).await;
+        let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, run), As::Iam(ACCOUNT, ALICE))).await;
+        assert_eq!(reply.json["Status"], "STOPPING");
+    }
+    world.put_run(&arn, "c", "RUNNING", &[]).await;
+    let item = world.get_item(&arn, "a").await.unwrap();
+    assert_eq!(item["StoppingSince"], item["StopRequestedAt"]);
+    assert!(item["StoppingShard"].as_s().unwrap().parse::<u32>().unwrap() < 8);
+
+    let mut found: Vec<String> =
+        finalizer.store().stopping_runs().await.unwrap().into_iter().map(|r| r.run_id).collect();
+    found.sort();
+    assert_eq!(found, vec!["a", "b"]);
+
+    let mut tail = world.tail().await;
+    drain_stream(&world, &mut tail, &finalizer).await;
+    let item = world.get_item(&arn, "a").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert!(!item.contains_key("StoppingShard") && !item.contains_key("StoppingSince"), "out of the index");
+    assert_eq!(stopped_event(&item)["FinalizedBy"].as_s().unwrap(), "stream");
+    assert!(finalizer.store().stopping_runs().await.unwrap().is_empty());
+}
+
+/// The event source mapping disabled (nothing delivered): the reconciler
+/// alone brings the run to STOPPED with every worker stopped, in one
+/// transition however many passes run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_stream_delivery_the_reconciler_alone_stops_the_run_once() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let reconciler = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(3).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!(reply.json["Status"], "STOPPING");
+
+    let young = reconciler.reconcile(Duration::from_secs(3600), None).await.unwrap();
+    assert_eq!((young.found, young.stopped), (0, 0), "not yet stranded: left to the stream");
+    assert_eq!(world.get_item(&arn, "run-1").await.unwrap()["Status"].as_s().unwrap(), "STOPPING");
+
+    let mut stopped = 0;
+    for _ in 0..3 {
+        stopped += reconciler.reconcile(Duration::ZERO, None).await.unwrap().stopped;
+    }
+    assert_eq!(stopped, 1);
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(stopped_event(&item)["FinalizedBy"].as_s().unwrap(), "reconciler");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 3]);
+    assert_eq!(
+        transitions(&world, "run-1").await,
+        vec![("RUNNING".into(), "STOPPING".into()), ("STOPPING".into(), "STOPPED".into())]
+    );
+}
+
+/// The finalizer fails on every delivery until the stream gives up (the
+/// failure destination); the reconciler then finishes the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_stream_gave_up_on_is_finalized_by_the_reconciler() {
+    let world = World::new().await;
+    let ecs =
+        Proxy::with_rules(&world.moto.url, vec![Rule::new("DescribeTasks", When::Always, Action::ServerError)]).await;
+    let api = world.api(AuthMode::Iam).await;
+    let limits = mwaa_stop::finalize::FinalizerLimits { wait: Duration::from_millis(300), ..test_finalizer_limits() };
+    let failing = world.finalizer_via(&ecs.url, limits).await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+    call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+
+    let mut tail = world.tail().await;
+    let delivery = deliver(&world.streams, &mut tail, &failing, 2).await;
+    assert_eq!(delivery.retries, 2);
+    assert_eq!(delivery.failed_to_destination.len(), 1, "{delivery:?}");
+    assert_eq!(world.get_item(&arn, "run-1").await.unwrap()["Status"].as_s().unwrap(), "STOPPING");
+
+    ecs.clear_rules();
+    let report = failing.reconcile(Duration::ZERO, None).await.unwrap();
+    assert_eq!((report.found, report.stopped), (1, 1));
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(stopped_event(&item)["FinalizedBy"].as_s().unwrap(), "reconciler");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciler_racing_the_stream_finalizer_makes_one_transition() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    // The stream side's ECS answers slowly, so both are verifying workers at
+    // once and both reach the STOPPED write.
+    let slow_ecs = Proxy::with_rules(
+        &world.moto.url,
+        vec![Rule::new("DescribeTasks", When::Always, Action::Delay(Duration::from_millis(300)))],
+    )
+    .await;
+    let stream_side = world.finalizer_via(&slow_ecs.url, test_finalizer_limits()).await;
+    let reconciler = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "run-1", "RUNNING", &workers).await;
+    call(&api, &http_event(Some(STOP), &stop_body(&arn, "run-1"), As::Iam(ACCOUNT, ALICE))).await;
+    let mut tail = world.tail().await;
+    let (delivered, reconciled) =
+        tokio::join!(deliver(&world.streams, &mut tail, &stream_side, 0), reconciler.reconcile(Duration::ZERO, None));
+    assert!(delivered.failed_to_destination.is_empty() && delivered.retries == 0, "{delivered:?}");
+    assert_eq!(reconciled.unwrap().found, 1);
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    let stopped: Vec<_> = history(&item).into_iter().filter(|e| e["Event"].as_s().unwrap() == "Stopped").collect();
+    assert_eq!(stopped.len(), 1, "one Stopped event");
+    assert_eq!(transitions(&world, "run-1").await.iter().filter(|(_, n)| n == "STOPPED").count(), 1);
+}
+
+// ------------------------------------------------------ the item size limit
+
+/// moto's own accounting of an item (`Item.size()`): names plus values, a
+/// map's keys, no overhead.
+fn moto_size(item: &HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(l) => l.iter().map(value).sum(),
+            AttributeValue::M(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Pad the run's history with 1 KB events until the item is `below` bytes
+/// short of moto's 405,000-byte limit, as a long-running scheduler's
+/// heartbeats would.
+async fn fill_to_the_limit(world: &World, arn: &str, run_id: &str, below: usize) {
+    let mut item = world.get_item(arn, run_id).await.unwrap();
+    let mut events = item["History"].as_l().unwrap().clone();
+    let event = |note: usize| {
+        AttributeValue::M(HashMap::from([
+            ("Event".to_owned(), s("Heartbeat")),
+            ("At".to_owned(), s("2026-11-20T10:00:05.000Z")),
+            ("Note".to_owned(), s(&"x".repeat(note))),
+        ]))
+    };
+    let target = 405_000 - below;
+    loop {
+        item.insert("History".into(), AttributeValue::L(events.clone()));
+        let left = target.saturating_sub(moto_size(&item));
+        if left < 1_100 {
+            events.push(event(left.saturating_sub(80)));
+            item.insert("History".into(), AttributeValue::L(events));
+            break;
+        }
+        events.push(event(1_000));
+    }
+    assert!(moto_size(&item) <= target && moto_size(&item) > target - 200, "{}", moto_size(&item));
+    world.ddb.put_item().table_name(&world.table).set_item(Some(item)).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_at_the_item_size_limit_is_stopped_and_finalized_with_its_workers() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(20).await;
+    world.put_run(&arn, "big", "RUNNING", &workers).await;
+    fill_to_the_limit(&world, &arn, "big", 50).await;
+    let before = world.get_item(&arn, "big").await.unwrap();
+
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "big"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!((reply.status, reply.json["Status"].as_str()), (200, Some("STOPPING")), "{}", reply.json);
+    let item = world.get_item(&arn, "big").await.unwrap();
+    let dropped: usize = item["HistoryEventsDropped"].as_n().unwrap().parse().unwrap();
+    assert!(dropped > 0, "the oldest events made room");
+    assert_eq!(history(&item).len() + dropped, history(&before).len() + 1, "every event kept or counted");
+    assert_eq!(history(&item).last().unwrap()["Event"].as_s().unwrap(), "StopRequested", "who stopped it is kept");
+
+    let mut tail = world.tail().await;
+    drain_stream(&world, &mut tail, &finalizer).await;
+    let item = world.get_item(&arn, "big").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert_eq!(stopped_event(&item)["WorkersStopped"].as_n().unwrap(), "20");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 20]);
+}
+
+/// The stop fits; the STOPPED write (CompletedOn, the Stopped event) would
+/// not. It is written with the history bounded instead of failing forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_write_that_would_pass_the_limit_still_ends_the_run() {
+    let world = World::new().await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    world.put_run(&arn, "big", "STOPPING", &[]).await;
+    world.set(&arn, "big", "StopRequestedAt", s("2026-11-20T10:00:06.000Z")).await;
+    fill_to_the_limit(&world, &arn, "big", 30).await;
+    let mut tail = world.tail().await;
+    drain_stream(&world, &mut tail, &finalizer).await;
+    let item = world.get_item(&arn, "big").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert!(item["HistoryEventsDropped"].as_n().unwrap().parse::<usize>().unwrap() > 0);
+    assert_eq!(history(&item).last().unwrap()["Event"].as_s().unwrap(), "Stopped");
+}
+
+/// The registration docs/run-table.md gives schedulers: one conditional
+/// update per worker, refused (ConditionalCheckFailed) once the run holds
+/// its maximum, so a scheduler learns at once that the worker does not fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_worker_past_the_documented_maximum_is_refused() {
+    let world = World::new().await;
+    let arn = workflow_arn("etl");
+    let max_workers = 5; // the documented formula's result for a small test
+    let existing: Vec<String> =
+        (0..max_workers - 1).map(|i| format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/workers/{i:032}")).collect();
+    world.put_run(&arn, "run-1", "RUNNING", &existing).await;
+    let register = |task: String| {
+        world
+            .ddb
+            .update_item()
+            .table_name(&world.table)
+            .key("WorkflowArn", s(&arn))
+            .key("RunId", s("run-1"))
+            .update_expression("SET #workers.#task = :cluster")
+            .condition_expression("#status IN (:starting, :queued, :running) AND size(#workers) < :max_workers")
+            .expression_attribute_names("#workers", "Workers")
+            .expression_attribute_names("#task", task)
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":cluster", s("workers"))
+            .expression_attribute_values(":starting", s("STARTING"))
+            .expression_attribute_values(":queued", s("QUEUED"))
+            .expression_attribute_values(":running", s("RUNNING"))
+            .expression_attribute_values(":max_workers", AttributeValue::N(max_workers.to_string()))
+            .send()
+    };
+    register(format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/workers/{:032}", 100)).await.expect("the last one fits");
+    let refused = register(format!("arn:aws:ecs:us-east-1:{ACCOUNT}:task/workers/{:032}", 101)).await.unwrap_err();
+    assert!(
+        matches!(
+            refused.as_service_error(),
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+        ),
+        "{refused:?}"
+    );
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Workers"].as_m().unwrap().len(), max_workers);
+}
