@@ -16,6 +16,10 @@ Each test checks one part of the template:
     the template (each must fail at least one of CHECKS);
   - the stream event source mapping (filter, partial batch failures, bisect,
     finite retries and record age, parallelization, encrypted failure queue);
+  - the safety net: the reconciler's exact grants (Query on the StoppingRuns
+    index only; no Scan, no stream, no SQS), the sparse GSI, the schedule,
+    its deadlines, METRICS_STACK on every function, StrandedStopAlarm and the
+    dashboard naming every metric of the service;
   - ALLOW_UNAUTHENTICATED_LOCAL appears nowhere in the template;
   - every function has active tracing, JSON logs into a log group with
     retention, the run table's settings, the API's IAM route, alarms, outputs,
@@ -45,7 +49,21 @@ LOCAL_AUTH_VAR = "ALLOW_UNAUTHENTICATED_LOCAL"
 FUNCTIONS = {
     "RunApiFunction": {"binary": "run-api", "role": "RunApiRole", "log_group": "RunApiLogGroup"},
     "StopFinalizerFunction": {"binary": "stop-finalizer", "role": "StopFinalizerRole", "log_group": "StopFinalizerLogGroup"},
+    "StopReconcilerFunction": {"binary": "stop-reconciler", "role": "ReconcilerRole", "log_group": "StopReconcilerLogGroup"},
 }
+RECONCILER = "StopReconcilerFunction"
+
+# The sparse index of STOPPING runs (the contract with src/aws/dynamo.rs):
+# only STOPPING runs carry its keys.
+STOPPING_INDEX = "StoppingRuns"
+STOPPING_INDEX_KEYS = {"StoppingShard": "HASH", "StoppingSince": "RANGE"}
+STOPPING_INDEX_ARN = {"Fn::Sub": "${RunsTable.Arn}/index/" + STOPPING_INDEX}
+
+# The service's own metrics (embedded metric format in the functions' logs),
+# the contract with src/metrics.rs, the alarm and the dashboard.
+METRICS_NAMESPACE = "MwaaServerlessStop"
+METRICS = ("StopsAccepted", "StopsNoOp", "StopsRefused", "WorkersStopped", "OrphansStopped", "StopToStoppedSeconds",
+           "FinalizerPendingRetries", "ReconcilerFinds", "OldestStoppingAgeSeconds")
 
 
 def getatt(resource: str, attribute: str) -> dict:
@@ -87,6 +105,26 @@ ALLOWED: dict[str, list[tuple[set[str], Any, Any]]] = {
         ({"logs:CreateLogStream", "logs:PutLogEvents"}, getatt("StopFinalizerLogGroup", "Arn"), None),
         XRAY,
     ],
+    # The finalizer's table and ECS grants, without its stream and queue
+    # grants, plus Query on the sparse index alone.
+    "ReconcilerRole": [
+        ({"dynamodb:UpdateItem", "dynamodb:GetItem"}, getatt("RunsTable", "Arn"), None),
+        ({"dynamodb:Query"}, STOPPING_INDEX_ARN, None),
+        ({"ecs:DescribeTasks", "ecs:StopTask"}, TASKS_IN_ACCOUNT, IN_WORKER_CLUSTERS),
+        ({"ecs:ListTasks"}, "*", IN_WORKER_CLUSTERS),
+        ({"logs:CreateLogStream", "logs:PutLogEvents"}, getatt("StopReconcilerLogGroup", "Arn"), None),
+        XRAY,
+    ],
+}
+
+# The reconciler's statements, exactly (Sid -> actions, resource, condition).
+RECONCILER_STATEMENTS = {
+    "RunTable": (["dynamodb:UpdateItem", "dynamodb:GetItem"], getatt("RunsTable", "Arn"), None),
+    "StoppingRunsIndex": (["dynamodb:Query"], STOPPING_INDEX_ARN, None),
+    "WorkerTasks": (["ecs:DescribeTasks", "ecs:StopTask"], TASKS_IN_ACCOUNT, IN_WORKER_CLUSTERS),
+    "ListWorkerTasks": (["ecs:ListTasks"], "*", IN_WORKER_CLUSTERS),
+    "Logs": (["logs:CreateLogStream", "logs:PutLogEvents"], getatt("StopReconcilerLogGroup", "Arn"), None),
+    "XRay": (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*", None),
 }
 
 # Resources that grant permissions to principals other than the function roles
@@ -95,14 +133,28 @@ POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePo
                 "AWS::IAM::GroupPolicy", "AWS::IAM::User", "AWS::IAM::Group", "AWS::IAM::AccessKey",
                 "AWS::IAM::InstanceProfile", "AWS::Serverless::Application"}
 
+_FINALIZER_ENV = {"RUNS_TABLE", "METRICS_STACK", "FINALIZER_WAIT_MS", "FINALIZER_POLL_MS", "FINALIZER_POLL_MAX_MS",
+                  "FINALIZER_RUN_CONCURRENCY", "STOP_CONCURRENCY", "DEADLINE_MARGIN_MS", "SDK_MAX_ATTEMPTS",
+                  "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"}
 ENV_ALLOWED = {
-    "RunApiFunction": {"RUNS_TABLE", "STOP_CONCURRENCY", "STOP_BUDGET_MS", "DEADLINE_MARGIN_MS", "SDK_MAX_ATTEMPTS",
-                       "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"},
-    "StopFinalizerFunction": {"RUNS_TABLE", "FINALIZER_WAIT_MS", "FINALIZER_POLL_MS", "FINALIZER_POLL_MAX_MS",
-                              "FINALIZER_RUN_CONCURRENCY", "STOP_CONCURRENCY", "DEADLINE_MARGIN_MS",
-                              "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS",
-                              "SDK_OPERATION_TIMEOUT_MS"},
+    "RunApiFunction": {"RUNS_TABLE", "METRICS_STACK", "STOP_CONCURRENCY", "STOP_BUDGET_MS", "DEADLINE_MARGIN_MS",
+                       "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"},
+    "StopFinalizerFunction": _FINALIZER_ENV,
+    RECONCILER: _FINALIZER_ENV | {"STOPPING_INDEX", "RECONCILE_AFTER_MS"},
 }
+# The variables whose value is not a literal whole number, and what it must be.
+ENV_EXPRESSIONS = {
+    "RUNS_TABLE": {"Ref": "RunsTable"},
+    "METRICS_STACK": {"Ref": "AWS::StackName"},
+    "STOPPING_INDEX": STOPPING_INDEX,
+    # Whole seconds -> milliseconds by appending three zeros.
+    "RECONCILE_AFTER_MS": {"Fn::Sub": "${ReconcileAfterSeconds}000"},
+}
+# The finalizer's settings the reconciler shares (same values); its own
+# FINALIZER_WAIT_MS is shorter, so that one pass fits in a tick.
+SHARED_WITH_FINALIZER = ("FINALIZER_POLL_MS", "FINALIZER_POLL_MAX_MS", "FINALIZER_RUN_CONCURRENCY", "STOP_CONCURRENCY",
+                         "DEADLINE_MARGIN_MS", "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS",
+                         "SDK_OPERATION_TIMEOUT_MS")
 
 # The filter the template must declare. The local mapping reads it from the
 # template (tools/stream_mapper.py), so it is written out only here.
@@ -300,8 +352,9 @@ def test_transform_and_globals(t: dict) -> None:
 
 
 def test_functions_are_the_rust_cargolambda_builds(t: dict) -> None:
-    """Functions: exactly run-api and stop-finalizer, each a rust-cargolambda
-    build of its binary for arm64 on provided.al2023; no plain Lambda functions."""
+    """Functions: exactly run-api, stop-finalizer and stop-reconciler, each a
+    rust-cargolambda build of its binary for arm64 on provided.al2023; no plain
+    Lambda functions."""
     fns = resources(t, "AWS::Serverless::Function")
     require(set(fns) == set(FUNCTIONS), f"functions {sorted(fns)}, expected {sorted(FUNCTIONS)}")
     require(not resources(t, "AWS::Lambda::Function"), "plain AWS::Lambda::Function resources are not expected")
@@ -328,15 +381,20 @@ def test_every_function_traces_and_logs_json_to_a_group_with_retention(t: dict) 
 
 def test_environment_is_known_and_deadlines_fit_the_timeouts(t: dict) -> None:
     """Environment: only known variables, whole numbers, RUNS_TABLE from the
-    table; the API's stop budget and the finalizer's wait fit their function
-    timeouts, and the API's timeout fits API Gateway's 30 s."""
+    table, METRICS_STACK the stack name; the API's stop budget, the
+    finalizer's and the reconciler's wait fit their function timeouts, the
+    API's timeout fits API Gateway's 30 s and one reconciler pass fits in its
+    one-minute tick."""
+    require(set(ENV_ALLOWED) == set(FUNCTIONS), "ENV_ALLOWED must name every function")
     for fn, allowed in ENV_ALLOWED.items():
         env = effective_env(t, fn)
         require(env.get("RUNS_TABLE") == {"Ref": "RunsTable"}, f"{fn}: RUNS_TABLE must be !Ref RunsTable")
         extra = set(env) - allowed
         require(not extra, f"{fn}: unexpected environment {sorted(extra)}")
         for k, v in env.items():
-            if k != "RUNS_TABLE":
+            if k in ENV_EXPRESSIONS:
+                require(canon(v) == canon(ENV_EXPRESSIONS[k]), f"{fn}: {k} must be {canon(ENV_EXPRESSIONS[k])}, is {canon(v)}")
+            else:
                 require(isinstance(v, str) and v.isdigit(), f"{fn}: {k}={v!r} must be a whole number (as a string)")
     api_env = effective_env(t, "RunApiFunction")
     api_timeout_ms = effective(t, "RunApiFunction", "Timeout") * 1000
@@ -347,6 +405,19 @@ def test_environment_is_known_and_deadlines_fit_the_timeouts(t: dict) -> None:
     fin_timeout_ms = effective(t, "StopFinalizerFunction", "Timeout") * 1000
     wait = int(fin_env.get("FINALIZER_WAIT_MS", "120000")) + int(fin_env.get("DEADLINE_MARGIN_MS", "2000"))
     require(wait < fin_timeout_ms, f"StopFinalizerFunction: FINALIZER_WAIT_MS + DEADLINE_MARGIN_MS = {wait} >= timeout {fin_timeout_ms}")
+    rec_env = effective_env(t, RECONCILER)
+    rec_timeout_ms = effective(t, RECONCILER, "Timeout") * 1000
+    require(rec_timeout_ms <= 60_000, f"{RECONCILER}: Timeout {rec_timeout_ms} ms: one pass must fit in the one-minute tick")
+    wait = int(rec_env.get("FINALIZER_WAIT_MS", "120000")) + int(rec_env.get("DEADLINE_MARGIN_MS", "2000"))
+    require(wait < rec_timeout_ms, f"{RECONCILER}: FINALIZER_WAIT_MS + DEADLINE_MARGIN_MS = {wait} >= timeout {rec_timeout_ms}")
+    for k in SHARED_WITH_FINALIZER:
+        require(rec_env.get(k) == fin_env.get(k), f"{RECONCILER}: {k}={rec_env.get(k)!r}, the finalizer has {fin_env.get(k)!r}")
+    require(rec_env.get("STOPPING_INDEX") == STOPPING_INDEX, f"{RECONCILER}: STOPPING_INDEX must be {STOPPING_INDEX}")
+    # RECONCILE_AFTER_MS = ReconcileAfterSeconds x 1000; the function accepts 1 s .. 24 h.
+    lo, hi = param_bounds(t, {"Ref": "ReconcileAfterSeconds"})
+    require(30 <= lo and hi <= 86_400, f"ReconcileAfterSeconds can be {lo}..{hi}, must stay within 30..86400")
+    require(param_default(t, {"Ref": "ReconcileAfterSeconds"}) == 60, "ReconcileAfterSeconds defaults to 60")
+    require(t["Parameters"]["ReconcileAfterSeconds"].get("Type") == "Number", "ReconcileAfterSeconds must be a Number")
 
 
 def test_run_table(t: dict) -> None:
@@ -358,7 +429,8 @@ def test_run_table(t: dict) -> None:
     keys = {k["AttributeName"]: k["KeyType"] for k in p.get("KeySchema", [])}
     require(keys == {"WorkflowArn": "HASH", "RunId": "RANGE"}, f"key schema {keys}")
     attrs = {a["AttributeName"]: a["AttributeType"] for a in p.get("AttributeDefinitions", [])}
-    require(attrs == {"WorkflowArn": "S", "RunId": "S"}, f"attribute definitions {attrs}")
+    require(attrs == {"WorkflowArn": "S", "RunId": "S", "StoppingShard": "S", "StoppingSince": "S"},
+            f"attribute definitions {attrs}")
     require(p.get("StreamSpecification", {}).get("StreamViewType") == "NEW_AND_OLD_IMAGES", "stream NEW_AND_OLD_IMAGES expected")
     require(p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, "PITR expected")
     require(p.get("SSESpecification", {}).get("SSEEnabled") is True, "SSE (KMS) expected")
@@ -367,6 +439,145 @@ def test_run_table(t: dict) -> None:
     param = t["Parameters"]["TableDeletionProtection"]
     require(param.get("Default") == "true", "deletion protection must default to on")
     require(t["Conditions"]["ProtectTable"] == {"Fn::Equals": [{"Ref": "TableDeletionProtection"}, "true"]}, "ProtectTable condition")
+
+
+def test_stopping_runs_index(t: dict) -> None:
+    """The sparse GSI StoppingRuns: StoppingShard (S, HASH) and StoppingSince
+    (S, RANGE), keys only, on-demand like the table (no provisioned
+    throughput), and the only index of the table."""
+    p = props(t, "RunsTable")
+    gsis = p.get("GlobalSecondaryIndexes") or []
+    require([g.get("IndexName") for g in gsis] == [STOPPING_INDEX], f"GSIs {[g.get('IndexName') for g in gsis]}")
+    require(not p.get("LocalSecondaryIndexes"), "no local secondary index expected")
+    (gsi,) = gsis
+    keys = {k["AttributeName"]: k["KeyType"] for k in gsi.get("KeySchema", [])}
+    require(keys == STOPPING_INDEX_KEYS, f"{STOPPING_INDEX} key schema {keys}")
+    require(gsi.get("Projection") == {"ProjectionType": "KEYS_ONLY"}, f"{STOPPING_INDEX} projection {gsi.get('Projection')}")
+    require("ProvisionedThroughput" not in gsi and p.get("BillingMode") == "PAY_PER_REQUEST",
+            f"{STOPPING_INDEX} must be on-demand like the table")
+    attrs = {a["AttributeName"]: a["AttributeType"] for a in p.get("AttributeDefinitions", [])}
+    for k in STOPPING_INDEX_KEYS:
+        require(attrs.get(k) == "S", f"{k} must be defined as S")
+
+
+def test_iam_reconciler_grants_exactly_its_statements(t: dict) -> None:
+    """IAM, the reconciler: exactly the statements of RECONCILER_STATEMENTS,
+    action for action: Query on the StoppingRuns index ARN only, GetItem and
+    UpdateItem on the table, the finalizer's ECS grants with their
+    conditions; no Scan, no stream access, no SQS, nothing else."""
+    got = {}
+    for st in role_statements(t, "ReconcilerRole"):
+        sid = st.get("Sid")
+        require(sid not in got, f"ReconcilerRole: Sid {sid} twice")
+        require(st.get("Effect") == "Allow", f"ReconcilerRole/{sid}: Allow expected")
+        require(set(st) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, f"ReconcilerRole/{sid}: keys {sorted(st)}")
+        got[sid] = (sorted(as_list(st.get("Action", []))), st.get("Resource"), st.get("Condition"))
+    want = {sid: (sorted(a), r, c) for sid, (a, r, c) in RECONCILER_STATEMENTS.items()}
+    require(canon(got) == canon(want), f"ReconcilerRole statements:\n  {canon(got)}\nexpected\n  {canon(want)}")
+    actions = {a for acts, _, _ in got.values() for a in acts}
+    for forbidden in ("dynamodb:Scan", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream",
+                      "dynamodb:ListStreams", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        require(forbidden not in actions, f"ReconcilerRole grants {forbidden}")
+    require(not any(a.startswith("sqs:") for a in actions), "ReconcilerRole grants SQS")
+    # The index the role may query is the table's StoppingRuns GSI, and only
+    # the reconciler may query at all.
+    gsis = [g.get("IndexName") for g in props(t, "RunsTable").get("GlobalSecondaryIndexes") or []]
+    require(STOPPING_INDEX in gsis, f"the role's index {STOPPING_INDEX} is not on the table ({gsis})")
+    for role in ALLOWED:
+        if role != "ReconcilerRole":
+            for st in role_statements(t, role):
+                require("dynamodb:Query" not in as_list(st.get("Action", [])), f"{role} grants dynamodb:Query")
+        for st in role_statements(t, role):
+            require("dynamodb:Scan" not in as_list(st.get("Action", [])), f"{role} grants dynamodb:Scan")
+
+
+def test_reconciler_schedule(t: dict) -> None:
+    """The reconciler runs once a minute on a schedule, its only trigger, with
+    no asynchronous retries piling onto the next tick."""
+    events = props(t, RECONCILER).get("Events") or {}
+    require(len(events) == 1, f"{RECONCILER}: exactly one trigger expected, found {sorted(events)}")
+    (ev,) = events.values()
+    require(ev.get("Type") in ("Schedule", "ScheduleV2"), f"{RECONCILER}: trigger {ev.get('Type')}, expected a schedule")
+    ep = ev.get("Properties") or {}
+    expr = ep.get("Schedule") or ep.get("ScheduleExpression")
+    require(expr == "rate(1 minute)", f"{RECONCILER}: schedule {expr!r}, expected rate(1 minute)")
+    require(ep.get("Enabled", True) is True and ep.get("State", "ENABLED") == "ENABLED", f"{RECONCILER}: schedule disabled")
+    invoke = props(t, RECONCILER).get("EventInvokeConfig") or {}
+    require(invoke.get("MaximumRetryAttempts") == 0, f"{RECONCILER}: asynchronous retries {invoke.get('MaximumRetryAttempts')}, expected 0")
+    require(invoke.get("MaximumEventAgeInSeconds", 0) <= 60, f"{RECONCILER}: a tick older than a minute must be dropped")
+
+
+def test_every_function_reports_metrics_for_its_stack(t: dict) -> None:
+    """METRICS_STACK (the Stack dimension of the service's metrics, which the
+    alarm and the dashboard select) is the stack name on every function."""
+    for fn in FUNCTIONS:
+        env = effective_env(t, fn)
+        require(env.get("METRICS_STACK") == {"Ref": "AWS::StackName"}, f"{fn}: METRICS_STACK must be !Ref AWS::StackName")
+
+
+def test_stranded_stop_alarm(t: dict) -> None:
+    """StrandedStopAlarm: the oldest STOPPING run's age (Maximum, 60 s, 3
+    periods) above StrandedStopAlarmSeconds, for this stack; missing data is
+    breaching (a silent reconciler is the problem); the optional topic."""
+    require("StrandedStopAlarm" in resources(t, "AWS::CloudWatch::Alarm"), "StrandedStopAlarm missing")
+    a = props(t, "StrandedStopAlarm")
+    require(a.get("Namespace") == METRICS_NAMESPACE, f"namespace {a.get('Namespace')}")
+    require(a.get("MetricName") == "OldestStoppingAgeSeconds", f"metric {a.get('MetricName')}")
+    require(a.get("Dimensions") == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}], f"dimensions {a.get('Dimensions')}")
+    require(a.get("Statistic") == "Maximum" and a.get("Period") == 60 and a.get("EvaluationPeriods") == 3,
+            f"Maximum over 60 s, 3 periods expected: {a.get('Statistic')} {a.get('Period')} {a.get('EvaluationPeriods')}")
+    require(a.get("DatapointsToAlarm", 3) == 3, "all 3 periods must breach")
+    require(a.get("ComparisonOperator") == "GreaterThanThreshold", f"comparison {a.get('ComparisonOperator')}")
+    require(a.get("Threshold") == {"Ref": "StrandedStopAlarmSeconds"}, "threshold from StrandedStopAlarmSeconds")
+    require(param_default(t, a["Threshold"]) == 900, "StrandedStopAlarmSeconds defaults to 900")
+    lo, _ = param_bounds(t, a["Threshold"])
+    after_lo, after_hi = param_bounds(t, {"Ref": "ReconcileAfterSeconds"})
+    require(lo > after_lo, "the alarm's threshold must be able to exceed the reconciler's own delay")
+    require(a.get("TreatMissingData") == "breaching", f"TreatMissingData {a.get('TreatMissingData')}, expected breaching")
+
+
+def dashboard_body(t: dict) -> dict:
+    """The dashboard's JSON, with every ${...} of its !Sub replaced by a
+    placeholder that names it: "${AWS::StackName}" -> "<AWS::StackName>"."""
+    dashboards = resources(t, "AWS::CloudWatch::Dashboard")
+    require(list(dashboards) == ["StopDashboard"], f"one dashboard StopDashboard expected: {sorted(dashboards)}")
+    body = props(t, "StopDashboard").get("DashboardBody")
+    require(isinstance(body, dict) and isinstance(body.get("Fn::Sub"), str), "DashboardBody must be !Sub of a JSON string")
+    text = body["Fn::Sub"]
+    # Numbers (a parameter's value) unquoted, names inside strings.
+    text = re.sub(r'(?<!")\$\{([^}]+)\}(?!")', r"0", text)
+    text = re.sub(r"\$\{([^}]+)\}", r"<\1>", text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckFailed(f"DashboardBody is not JSON: {e}") from e
+
+
+def dashboard_metrics(body: dict) -> list[list]:
+    out = []
+    for w in body.get("widgets", []):
+        for m in (w.get("properties") or {}).get("metrics") or []:
+            out.append([x for x in m if not isinstance(x, dict)])
+    return out
+
+
+def test_dashboard_shows_every_metric(t: dict) -> None:
+    """The dashboard: every metric of the service (namespace
+    MwaaServerlessStop, dimension Stack = this stack), each function's Lambda
+    errors, the finalizer's iterator age and the failure queue."""
+    metrics = dashboard_metrics(dashboard_body(t))
+    for name in METRICS:
+        require([METRICS_NAMESPACE, name, "Stack", "<AWS::StackName>"] in metrics, f"dashboard: {name} of this stack missing")
+    for m in metrics:
+        if m[0] == METRICS_NAMESPACE:
+            require(m[1] in METRICS, f"dashboard: unknown metric {m[1]}")
+            require(m[2:] == ["Stack", "<AWS::StackName>"], f"dashboard: {m[1]} must select Stack = the stack name")
+    for fn in FUNCTIONS:
+        require(["AWS/Lambda", "Errors", "FunctionName", f"<{fn}>"] in metrics, f"dashboard: {fn} Errors missing")
+    require(["AWS/Lambda", "IteratorAge", "FunctionName", "<StopFinalizerFunction>"] in metrics,
+            "dashboard: the finalizer's IteratorAge missing")
+    require(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "<FinalizerFailureQueue.QueueName>"] in metrics,
+            "dashboard: the failure queue missing")
 
 
 def test_iam_worker_cluster_arns_accepts_only_exact_cluster_arns(t: dict) -> None:
@@ -443,8 +654,9 @@ def test_http_api(t: dict) -> None:
 
 
 def test_alarms(t: dict) -> None:
-    """Alarms: failure queue messages, each function's errors and throttles, API
-    5xx, all notifying the optional SNS topic."""
+    """Alarms: failure queue messages, each function's errors, the API's and
+    the finalizer's throttles, API 5xx, the oldest STOPPING run, all
+    notifying the optional SNS topic."""
     alarms = [a.get("Properties", {}) for a in resources(t, "AWS::CloudWatch::Alarm").values()]
 
     def has(namespace: str, metric: str, dim: str, value: Any) -> bool:
@@ -454,8 +666,13 @@ def test_alarms(t: dict) -> None:
     require(has("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", getatt("FinalizerFailureQueue", "QueueName")),
             "alarm on messages in the failure queue")
     for fn in FUNCTIONS:
-        for metric in ("Errors", "Throttles"):
-            require(has("AWS/Lambda", metric, "FunctionName", {"Ref": fn}), f"alarm on {fn} {metric}")
+        require(has("AWS/Lambda", "Errors", "FunctionName", {"Ref": fn}), f"alarm on {fn} Errors")
+    # A throttled reconciler tick is caught by StrandedStopAlarm (missing data
+    # is breaching); the other two are throttled by their own alarms.
+    for fn in ("RunApiFunction", "StopFinalizerFunction"):
+        require(has("AWS/Lambda", "Throttles", "FunctionName", {"Ref": fn}), f"alarm on {fn} Throttles")
+    require(has(METRICS_NAMESPACE, "OldestStoppingAgeSeconds", "Stack", {"Ref": "AWS::StackName"}),
+            "alarm on the oldest STOPPING run (StrandedStopAlarm)")
     require(has("AWS/ApiGateway", "5xx", "ApiId", {"Ref": "HttpApi"}), "alarm on API 5xx")
     topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     for a in alarms:
@@ -464,10 +681,13 @@ def test_alarms(t: dict) -> None:
 
 
 def test_outputs(t: dict) -> None:
-    """Outputs: ApiUrl, RunsTableName, FailureQueueUrl."""
+    """Outputs: ApiUrl, RunsTableName, FailureQueueUrl, each function's name."""
     outs = t.get("Outputs", {})
     for name in ("ApiUrl", "RunsTableName", "FailureQueueUrl"):
         require(name in outs, f"output {name} missing")
+    for name, fn in (("RunApiFunctionName", "RunApiFunction"), ("StopFinalizerFunctionName", "StopFinalizerFunction"),
+                     ("StopReconcilerFunctionName", RECONCILER)):
+        require((outs.get(name) or {}).get("Value") == {"Ref": fn}, f"output {name} must be !Ref {fn}")
     require(outs["RunsTableName"]["Value"] == {"Ref": "RunsTable"}, "RunsTableName")
     require(outs["FailureQueueUrl"]["Value"] == {"Ref": "FinalizerFailureQueue"}, "FailureQueueUrl")
     require("${HttpApi}.execute-api." in canon(outs["ApiUrl"]["Value"]), "ApiUrl")
@@ -517,6 +737,29 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
     def stream(t: dict) -> dict:
         return t["Resources"]["StopFinalizerFunction"]["Properties"]["Events"]["RunTableStream"]["Properties"]
 
+    def add_statement(role: str, actions: list[str], resource: Any) -> Callable[[dict], None]:
+        return lambda t: stmts(t, role).append({"Sid": "Extra", "Effect": "Allow", "Action": actions, "Resource": resource})
+
+    def rec_env(t: dict) -> dict:
+        return t["Resources"][RECONCILER]["Properties"]["Environment"]["Variables"]
+
+    def gsi(t: dict) -> dict:
+        return t["Resources"]["RunsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
+
+    def alarm(t: dict) -> dict:
+        return t["Resources"]["StrandedStopAlarm"]["Properties"]
+
+    def drop_dashboard_metric(name: str) -> Callable[[dict], None]:
+        def f(t: dict) -> None:
+            body = t["Resources"]["StopDashboard"]["Properties"]["DashboardBody"]
+            lines = body["Fn::Sub"].splitlines(keepends=True)
+            kept = [line for line in lines if f'"{name}"' not in line]
+            if len(kept) == len(lines):
+                raise ValueError(f"{name} not on the dashboard")
+            # Keep the JSON valid: a removed last array element leaves a comma.
+            body["Fn::Sub"] = re.sub(r",(\s*\])", r"\1", "".join(kept))
+        return f
+
     return [
         ("IAM: an extra action (dynamodb:Scan) is caught", add_action("RunApiRole", "dynamodb:Scan")),
         ("IAM: a wildcard action (dynamodb:*) is caught", add_action("StopFinalizerRole", "dynamodb:*")),
@@ -541,6 +784,42 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
             "Pattern", '{"dynamodb": {"NewImage": {"Status": {"S": ["STOPPED"]}}}}')),
         ("tracing off on a function is caught", lambda t: t["Resources"]["StopFinalizerFunction"]["Properties"]
             .__setitem__("Tracing", "PassThrough")),
+        ("reconciler: Scan on the table is caught", add_action("ReconcilerRole", "dynamodb:Scan")),
+        ("reconciler: Query on the table itself is caught", set_resource("ReconcilerRole", "StoppingRunsIndex",
+                                                                         getatt("RunsTable", "Arn"))),
+        ("reconciler: Query on every index is caught", set_resource("ReconcilerRole", "StoppingRunsIndex",
+                                                                    sub("${RunsTable.Arn}/index/*"))),
+        ("reconciler: Scan on the index is caught", lambda t: next(
+            s for s in stmts(t, "ReconcilerRole") if s.get("Sid") == "StoppingRunsIndex")["Action"].append("dynamodb:Scan")),
+        ("reconciler: stream read is caught", add_statement(
+            "ReconcilerRole", ["dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream"],
+            getatt("RunsTable", "StreamArn"))),
+        ("reconciler: the failure queue is caught", add_statement(
+            "ReconcilerRole", ["sqs:SendMessage"], getatt("FinalizerFailureQueue", "Arn"))),
+        ("reconciler: a dropped ecs:cluster condition is caught", drop_condition("ReconcilerRole", "WorkerTasks")),
+        ("reconciler: a missing Query grant is caught", lambda t: stmts(t, "ReconcilerRole").__setitem__(
+            slice(None), [s for s in stmts(t, "ReconcilerRole") if s.get("Sid") != "StoppingRunsIndex"])),
+        ("reconciler: Query for the API role is caught", add_statement("RunApiRole", ["dynamodb:Query"], STOPPING_INDEX_ARN)),
+        ("reconciler: FINALIZER_WAIT_MS past its timeout is caught", lambda t: rec_env(t).__setitem__("FINALIZER_WAIT_MS", "60000")),
+        ("reconciler: a timeout longer than its tick is caught", lambda t: t["Resources"][RECONCILER]["Properties"]
+            .__setitem__("Timeout", 180)),
+        ("reconciler: RECONCILE_AFTER_MS in seconds is caught", lambda t: rec_env(t).__setitem__(
+            "RECONCILE_AFTER_MS", {"Ref": "ReconcileAfterSeconds"})),
+        ("reconciler: an hourly schedule is caught", lambda t: t["Resources"][RECONCILER]["Properties"]["Events"]
+            ["EveryMinute"]["Properties"].__setitem__("Schedule", "rate(1 hour)")),
+        ("reconciler: a disabled schedule is caught", lambda t: t["Resources"][RECONCILER]["Properties"]["Events"]
+            ["EveryMinute"]["Properties"].__setitem__("Enabled", False)),
+        ("METRICS_STACK missing on a function is caught", lambda t: t["Resources"]["RunApiFunction"]["Properties"]
+            ["Environment"]["Variables"].pop("METRICS_STACK")),
+        ("GSI: projection ALL is caught", lambda t: gsi(t).__setitem__("Projection", {"ProjectionType": "ALL"})),
+        ("GSI: swapped keys are caught", lambda t: gsi(t).__setitem__("KeySchema", [
+            {"AttributeName": "StoppingSince", "KeyType": "HASH"}, {"AttributeName": "StoppingShard", "KeyType": "RANGE"}])),
+        ("GSI: a renamed index is caught", lambda t: gsi(t).__setitem__("IndexName", "Stopping")),
+        ("alarm: missing data not breaching is caught", lambda t: alarm(t).__setitem__("TreatMissingData", "notBreaching")),
+        ("alarm: another namespace is caught", lambda t: alarm(t).__setitem__("Namespace", "AWS/Lambda")),
+        ("alarm: a fixed dimension is caught", lambda t: alarm(t).__setitem__("Dimensions", [{"Name": "Stack", "Value": "prod"}])),
+        ("dashboard: a missing metric is caught", drop_dashboard_metric("ReconcilerFinds")),
+        ("dashboard: the reconciler's errors missing are caught", drop_dashboard_metric("${StopReconcilerFunction}")),
     ]
 
 
@@ -554,9 +833,15 @@ CHECKS: list[Callable[[dict], None]] = [
     test_every_function_traces_and_logs_json_to_a_group_with_retention,
     test_environment_is_known_and_deadlines_fit_the_timeouts,
     test_run_table,
+    test_stopping_runs_index,
+    test_iam_reconciler_grants_exactly_its_statements,
+    test_reconciler_schedule,
+    test_every_function_reports_metrics_for_its_stack,
     test_stream_mapping,
     test_http_api,
     test_alarms,
+    test_stranded_stop_alarm,
+    test_dashboard_shows_every_metric,
     test_outputs,
 ]
 MUTATIONS = mutations()
