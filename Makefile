@@ -8,6 +8,15 @@ STAMP := $(VENV)/.installed
 
 LOCAL_AWS_PORT ?= 5000
 LOCAL_API_PORT ?= 9000
+# The local stack's safety net (tools/localstack/settings.py checks them):
+# LOCAL_STREAM_MAPPING=off starts no stream mapping, as if disabled in AWS;
+# the reconciler runs every LOCAL_RECONCILE_PERIOD seconds and finalizes runs
+# STOPPING longer than LOCAL_RECONCILE_AFTER_MS.
+LOCAL_STREAM_MAPPING ?=
+LOCAL_RECONCILE_PERIOD ?= 10
+LOCAL_RECONCILE_AFTER_MS ?= 5000
+LOCAL_ENV = LOCAL_STREAM_MAPPING='$(LOCAL_STREAM_MAPPING)' LOCAL_RECONCILE_PERIOD='$(LOCAL_RECONCILE_PERIOD)' \
+	LOCAL_RECONCILE_AFTER_MS='$(LOCAL_RECONCILE_AFTER_MS)'
 WORKERS ?= 3
 CHILDREN ?= 0
 CHILD_POLICY ?= TERMINATE
@@ -34,17 +43,18 @@ pytest: venv
 
 # The whole service on this machine, in the foreground (Ctrl-C stops it).
 local: venv
-	@$(VENV)/bin/python tools/local_stack.py up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
 
 # The guided tour: start, stop a run with the AWS CLI, watch it reach STOPPED, shut down.
 demo: venv
-	@$(VENV)/bin/python tools/local_stack.py demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
 
-# Seed another run into a running `make local`.
+# Seed another run into a running `make local`. The values are checked
+# (whole numbers, limits, the policy) before anything is touched.
 seed:
 	@[ -x $(VENV)/bin/python ] || { echo "make: run 'make local' first." >&2; exit 1; }
 	@$(VENV)/bin/python tools/local_stack.py seed --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
-		--workers $(WORKERS) --children $(CHILDREN) $(if $(filter-out 0,$(CHILDREN)),--child-policy $(CHILD_POLICY))
+		--workers='$(WORKERS)' --children='$(CHILDREN)' --child-policy='$(CHILD_POLICY)'
 
 venv: $(STAMP)
 

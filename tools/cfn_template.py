@@ -3,8 +3,10 @@
 Parsed with cfn-lint's decoder (in .venv through moto[server], and in
 .venv-sam), which keeps !Ref / !GetAtt / !Sub as {"Ref": ...} /
 {"Fn::GetAtt": [...]} / {"Fn::Sub": ...}; the result is plain dicts, lists and
-strings. Used by the template assertions (tools/test_template.py) and by the
-local stream mapping (tools/stream_mapper.py), which takes its filter from here.
+strings. Used by the template assertions (tools/test_template.py), by the
+local stream mapping (tools/stream_mapper.py), which takes its filter from
+here, and by the local stack (tools/localstack/aws.py), which creates its run
+table with the template's keys and indexes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 # The function the run table's stream triggers, and its stream event.
 FINALIZER = "StopFinalizerFunction"
+# The run table.
+RUNS_TABLE = "RunsTable"
 
 
 class TemplateError(Exception):
@@ -48,3 +52,26 @@ def stream_filter_patterns(t: dict, function: str = FINALIZER) -> list[Any]:
             for f in ((ev.get("Properties") or {}).get("FilterCriteria") or {}).get("Filters") or []:
                 patterns.append(json.loads(f["Pattern"]))
     return patterns
+
+
+def run_table_schema(t: dict) -> dict:
+    """The run table's AttributeDefinitions, KeySchema and
+    GlobalSecondaryIndexes (name, keys, projection), in the shape of
+    DynamoDB's CreateTable."""
+    table = t.get("Resources", {}).get(RUNS_TABLE) or {}
+    if table.get("Type") != "AWS::DynamoDB::Table":
+        raise TemplateError(f"{RUNS_TABLE} is not a DynamoDB table in the template")
+    p = table.get("Properties") or {}
+    try:
+        return {
+            "AttributeDefinitions": [
+                {"AttributeName": a["AttributeName"], "AttributeType": a["AttributeType"]} for a in p["AttributeDefinitions"]
+            ],
+            "KeySchema": [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in p["KeySchema"]],
+            "GlobalSecondaryIndexes": [
+                {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
+                for g in p.get("GlobalSecondaryIndexes") or []
+            ],
+        }
+    except (KeyError, TypeError) as e:
+        raise TemplateError(f"{RUNS_TABLE}: cannot read its keys and indexes ({e!r})") from e

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The whole service on this machine: `make local`, `make demo`, `make seed`.
 
-    up     moto (DynamoDB, DynamoDB Streams, ECS) + both functions under
-           `cargo lambda watch` + the local stream mapping; seeds a demo run,
-           prints READY and the AWS CLI commands, serves until Ctrl-C/SIGTERM.
+    up     moto (DynamoDB, DynamoDB Streams, ECS) + the three functions under
+           `cargo lambda watch` + the local stream mapping (unless
+           LOCAL_STREAM_MAPPING=off) + the reconciler every
+           LOCAL_RECONCILE_PERIOD seconds; seeds a demo run, prints READY and
+           the AWS CLI commands, serves until Ctrl-C/SIGTERM.
     demo   the guided tour: up, stop a seeded run with the real AWS CLI, watch
            it reach STOPPED, show the workers and the run's history, shut down.
     seed   add a run (workers, child runs, child policy) to a running stack.
@@ -22,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localstack.common import ROOT, StackError, say  # noqa: E402
 from localstack.demo import cmd_demo  # noqa: E402
-from localstack.seed import cli_commands, seed_run  # noqa: E402
+from localstack.seed import check_seed_args, cli_commands, seed_run  # noqa: E402
 from localstack.supervisor import Interrupted, Stack, install_stop_signals  # noqa: E402
 
 
@@ -64,6 +66,11 @@ def cmd_seed(args) -> int:
     api_url = f"http://127.0.0.1:{args.api_port}/lambda-url/run-api"
     kids: list[tuple[str, str]] = []
     try:
+        args.workers, args.children, args.child_policy = check_seed_args(args.workers, args.children, args.child_policy)
+    except StackError as e:
+        print(f"seed: {e}", file=sys.stderr)
+        return 1
+    try:
         arn, run_id, tasks = seed_run(aws_url, args.workflow, args.run_id, args.workers, args.children, args.child_policy, kids)
     except Exception as e:
         print(f"seed: could not reach the local stack at {aws_url} ({e.__class__.__name__}): is `make local` running?", file=sys.stderr)
@@ -96,9 +103,11 @@ def main() -> int:
     ports(seed)
     seed.add_argument("--workflow", default="experiment")
     seed.add_argument("--run-id", default=None)
-    seed.add_argument("--workers", type=int, default=3)
-    seed.add_argument("--children", type=int, default=0)
-    seed.add_argument("--child-policy", choices=["TERMINATE", "REQUEST_CANCEL", "ABANDON"], default=None)
+    # Strings, checked by check_seed_args: a bad value gets one sentence and
+    # exit status 1, not argparse's usage text.
+    seed.add_argument("--workers", default="3")
+    seed.add_argument("--children", default="0")
+    seed.add_argument("--child-policy", default=None)
     args = p.parse_args()
     try:
         return {"up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)

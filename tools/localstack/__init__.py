@@ -4,9 +4,13 @@
                 and the two ways it talks to the user: `say`, `StackError`
     aws         the local AWS side: clients, and creating the run table,
                 the worker cluster and the task definition in moto
-    supervisor  the processes: moto, `cargo lambda watch`, the stream mapping;
-                stop signals and shutdown (`Stack`)
-    seed        runs to stop: `seed_run`, and the AWS CLI lines that stop one
+    settings    what the environment may change (LOCAL_STREAM_MAPPING,
+                LOCAL_RECONCILE_PERIOD, LOCAL_RECONCILE_AFTER_MS), checked first
+    supervisor  the processes: moto, `cargo lambda watch`, the stream mapping,
+                the reconciler's schedule; stop signals and shutdown (`Stack`)
+    reconciler  the local schedule of `stop-reconciler` (`ReconcilerLoop`)
+    seed        runs to stop: `seed_run`, its argument checks, and the AWS CLI
+                lines that stop one
     demo        the guided tour of `make demo`
 
 tools/local_stack.py is the command line (`up`, `demo`, `seed`).

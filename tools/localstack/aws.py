@@ -1,7 +1,7 @@
 """The local AWS side of the stack: clients of the moto server, the
 environment of an AWS CLI call, run ARNs, and the resources the functions
-expect (the run table with its stream, the worker cluster, the task
-definition of a worker)."""
+expect (the run table with its stream and the template's indexes, the
+worker cluster, the task definition of a worker)."""
 
 from __future__ import annotations
 
@@ -42,23 +42,24 @@ def workflow_arn(name: str) -> str:
     return f"arn:aws:airflow-serverless:{REGION}:{ACCOUNT}:workflow/{name}-{suffix}"
 
 
-def create_resources(aws_url: str):
-    """The run table (stream on), the worker cluster and the worker task
-    definition. Returns the (DynamoDB, ECS) clients."""
+def create_resources(aws_url: str, schema: dict):
+    """The run table (stream on; keys and indexes as `schema`, the
+    template's: `cfn_template.run_table_schema`), the worker cluster and the
+    worker task definition. Returns the (DynamoDB, ECS) clients."""
     ddb, _, ecs = clients(aws_url)
+    extra = {"GlobalSecondaryIndexes": schema["GlobalSecondaryIndexes"]} if schema.get("GlobalSecondaryIndexes") else {}
     ddb.create_table(
         TableName=TABLE,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "WorkflowArn", "AttributeType": "S"},
-            {"AttributeName": "RunId", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "WorkflowArn", "KeyType": "HASH"}, {"AttributeName": "RunId", "KeyType": "RANGE"}],
+        AttributeDefinitions=schema["AttributeDefinitions"],
+        KeySchema=schema["KeySchema"],
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        **extra,
     )
     ecs.create_cluster(clusterName=CLUSTER)
     ecs.register_task_definition(
         family="airflow-worker", containerDefinitions=[{"name": "worker", "image": "airflow-worker:local", "memory": 512}]
     )
-    say(f"- created run table {TABLE} (stream on) and ECS cluster {CLUSTER}")
+    indexes = ", ".join(g["IndexName"] for g in schema.get("GlobalSecondaryIndexes") or [])
+    say(f"- created run table {TABLE} (stream on" + (f", index {indexes}" if indexes else "") + f") and ECS cluster {CLUSTER}")
     return ddb, ecs

@@ -19,7 +19,7 @@ from .supervisor import Interrupted, Stack, install_stop_signals
 # DynamoDB maps carry no order (the finalizer builds them from a hash map), so the
 # tour prints an event's details in this fixed order, unknown keys last, sorted.
 EVENT_DETAIL_ORDER = ("By", "RequestId", "SourceIp", "Operation", "WorkersStopped", "OrphansStopped",
-                      "Policy", "Children", "Affected", "Skipped")
+                      "FinalizedBy", "Policy", "Children", "Affected", "Skipped")
 
 
 def event_detail_keys(event):

@@ -4,10 +4,39 @@ with child runs and a child policy, and the AWS CLI lines that stop it."""
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 
 from .aws import clients, workflow_arn
-from .common import CLUSTER, TABLE
+from .common import CLUSTER, TABLE, StackError
+
+CHILD_POLICIES = ("TERMINATE", "REQUEST_CANCEL", "ABANDON")
+# More than this is a typo, not an experiment: each worker is an ECS task in
+# moto and an entry of the run item.
+MAX_WORKERS = 5000
+MAX_CHILDREN = 100
+
+
+def _count(name: str, flag: str, value: str, limit: int) -> int:
+    v = str(value).strip()
+    if not re.fullmatch(r"[0-9]+", v):
+        raise StackError(f"{name}={value!r} ({flag}) must be a whole number from 0 to {limit}.")
+    n = int(v)
+    if n > limit:
+        raise StackError(f"{name}={value} ({flag}) is more than the limit of {limit}.")
+    return n
+
+
+def check_seed_args(workers: str, children: str, child_policy: str | None) -> tuple[int, int, str | None]:
+    """The seed command's arguments as given (strings, from `make seed
+    WORKERS=.. CHILDREN=.. CHILD_POLICY=..`), checked before anything is
+    touched: (workers, children, child policy). A value that makes no sense
+    is refused with one sentence (`StackError`)."""
+    w = _count("WORKERS", "--workers", workers, MAX_WORKERS)
+    c = _count("CHILDREN", "--children", children, MAX_CHILDREN)
+    if child_policy is not None and child_policy not in CHILD_POLICIES:
+        raise StackError(f"CHILD_POLICY={child_policy!r} (--child-policy) is not a child policy: use TERMINATE, REQUEST_CANCEL or ABANDON.")
+    return w, c, child_policy
 
 
 def now_iso() -> str:

@@ -1,5 +1,6 @@
-"""The process supervisor of the local stack: starts moto, both functions
-under `cargo lambda watch` and the local stream mapping, waits for each to be
+"""The process supervisor of the local stack: starts moto, the three
+functions under `cargo lambda watch`, the local stream mapping (unless
+LOCAL_STREAM_MAPPING=off) and the reconciler's schedule, waits for each to be
 ready, turns Ctrl-C/SIGTERM into a prompt, complete shutdown (`Stack.stop`)."""
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import cfn_template
 from stream_mapper import BatchDeliverer, StreamMapper, http_invoker, template_filter
 
 from .aws import clients, create_resources, workflow_arn
 from .common import BIN, REGION, ROOT, TABLE, TARGET, StackError, say
+from .reconciler import FUNCTION as RECONCILER, ReconcilerLoop
+from .settings import STREAM_MAPPING_VAR, LocalSettings
 
 
 class Interrupted(BaseException):
@@ -108,6 +112,10 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.mapper: StreamMapper | None = None
         self.mapper_thread: threading.Thread | None = None
+        self.reconciler: ReconcilerLoop | None = None
+        self.reconciler_thread: threading.Thread | None = None
+        self.settings: LocalSettings | None = None
+        self._log_handlers: list[tuple[logging.Logger, logging.Handler]] = []
         self.cancel = threading.Event()
 
     # -- processes ---------------------------------------------------------
@@ -127,7 +135,17 @@ class Stack:
         if p.poll() is not None:
             raise StackError(f"{what} exited with status {p.returncode}; see {self.log_dir / log_name}.")
 
+    def _log_to(self, logger_name: str, file_name: str) -> None:
+        handler = logging.FileHandler(self.log_dir / file_name)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger = logging.getLogger(logger_name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        self._log_handlers.append((logger, handler))
+
     def start(self) -> None:
+        # The environment's settings, checked before anything else.
+        self.settings = settings = LocalSettings.from_env()
         for port, var in ((self.aws_port, "LOCAL_AWS_PORT"), (self.api_port, "LOCAL_API_PORT")):
             if port_in_use(port):
                 raise StackError(
@@ -140,13 +158,19 @@ class Stack:
         if shutil.which("cargo") is None:
             raise StackError("cargo is not on PATH: install the Rust toolchain (rustup) first.")
         # The mapping filters as the deployed one does: its pattern is read
-        # from template.yaml (before anything is started or built).
+        # from template.yaml (before anything is started or built); so are the
+        # run table's keys and indexes.
         try:
             stream_filter = template_filter()
         except Exception as e:
             raise StackError(f"cannot read the stream mapping's filter from template.yaml: {e}") from e
+        try:
+            table_schema = cfn_template.run_table_schema(cfn_template.load())
+        except Exception as e:
+            raise StackError(f"cannot read the run table's keys and indexes from template.yaml: {e}") from e
+        indexes = [g["IndexName"] for g in table_schema["GlobalSecondaryIndexes"]]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        say(f"- logs: {self.log_dir}/ (moto.log, functions.log, stream-mapper.log)")
+        say(f"- logs: {self.log_dir}/ (moto.log, functions.log, stream-mapper.log, reconciler.log)")
 
         say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
         moto = self._spawn([sys.executable, "tools/moto_serial.py", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
@@ -158,9 +182,12 @@ class Stack:
             f"{self.aws_url}/moto-api/state-manager/set-transition",
             json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}}).encode(),
         )
-        self.ddb, self.ecs = create_resources(self.aws_url)
+        self.ddb, self.ecs = create_resources(self.aws_url, table_schema)
 
-        say(f"- starting both functions under cargo lambda watch on {self.base_url} (the first build takes a few minutes)")
+        say(
+            f"- starting the three functions (run-api, stop-finalizer, {RECONCILER}) under cargo lambda watch "
+            f"on {self.base_url} (the first build takes a few minutes)"
+        )
         env = dict(os.environ)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env.pop("AWS_PROFILE", None)
@@ -175,7 +202,10 @@ class Stack:
                 "RUST_LOG=info",
                 "FINALIZER_POLL_MS=100",
                 "FINALIZER_WAIT_MS=60000",
+                f"RECONCILE_AFTER_MS={settings.reconcile_after_ms}",
+                "METRICS_STACK=local",
             ]
+            + ([f"STOPPING_INDEX={indexes[0]}"] if indexes else [])
         )
         watch = self._spawn(
             [str(BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.api_port), "--env-var", fn_env],
@@ -199,18 +229,30 @@ class Stack:
         )
         invoke = http_invoker(self.base_url, "stop-finalizer", timeout=1200)
         self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], 1500, watch, "cargo lambda watch", "functions.log")
-        say("- both functions built and warm")
+        reconcile = http_invoker(self.base_url, RECONCILER, timeout=1200)
+        self._wait(lambda: "found" in reconcile({}), 1500, watch, "cargo lambda watch", "functions.log")
+        say("- all three functions built and warm")
 
-        _, streams, _ = clients(self.aws_url)
-        stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
-        mapper_log = logging.FileHandler(self.log_dir / "stream-mapper.log")
-        mapper_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.getLogger("stream-mapper").addHandler(mapper_log)
-        logging.getLogger("stream-mapper").setLevel(logging.INFO)
-        self.mapper = StreamMapper(streams, stream_arn, BatchDeliverer(http_invoker(self.base_url, "stop-finalizer")), stream_filter)
-        self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
-        self.mapper_thread.start()
-        say("- stream mapping: run table stream → stop-finalizer (filter Status = STOPPING, 4 polls a second)")
+        if settings.stream_mapping:
+            _, streams, _ = clients(self.aws_url)
+            stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+            self._log_to("stream-mapper", "stream-mapper.log")
+            self.mapper = StreamMapper(streams, stream_arn, BatchDeliverer(http_invoker(self.base_url, "stop-finalizer")), stream_filter)
+            self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
+            self.mapper_thread.start()
+            say("- stream mapping: run table stream → stop-finalizer (filter Status = STOPPING, 4 polls a second)")
+        else:
+            say(f"- stream mapping: off ({STREAM_MAPPING_VAR}=off): runs are finalized by the reconciler alone")
+
+        # The template's schedule, locally: a pass every period, one at a time.
+        self._log_to("reconciler", "reconciler.log")
+        self.reconciler = ReconcilerLoop(http_invoker(self.base_url, RECONCILER), settings.reconcile_period_s)
+        self.reconciler_thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
+        self.reconciler_thread.start()
+        say(
+            f"- reconciler: {RECONCILER} every {settings.reconcile_period_s:g} s, finalizing runs STOPPING longer than "
+            f"{settings.reconcile_after_ms} ms ({self.log_dir / 'reconciler.log'})"
+        )
 
     def _wait(self, ready, timeout: float, proc: subprocess.Popen, what: str, log_name: str) -> None:
         deadline = time.monotonic() + timeout
@@ -232,8 +274,13 @@ class Stack:
             say(announce)
         if self.mapper:
             self.mapper.stop()
+        if self.reconciler:
+            self.reconciler.stop()
         if self.mapper_thread:
             self.mapper_thread.join(timeout=5)
+        # A pass in flight ends when `cargo lambda watch` goes, below.
+        if self.reconciler_thread:
+            self.reconciler_thread.join(timeout=1)
         for p in reversed(self.procs):
             if p.poll() is None:
                 try:
@@ -252,3 +299,9 @@ class Stack:
             except ProcessLookupError:
                 pass
             p.wait()
+        if self.reconciler_thread:
+            self.reconciler_thread.join(timeout=5)
+        for logger, handler in self._log_handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        self._log_handlers.clear()
