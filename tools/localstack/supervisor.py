@@ -230,7 +230,10 @@ class Stack:
         invoke = http_invoker(self.base_url, "stop-finalizer", timeout=1200)
         self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], 1500, watch, "cargo lambda watch", "functions.log")
         reconcile = http_invoker(self.base_url, RECONCILER, timeout=1200)
-        self._wait(lambda: "found" in reconcile({}), 1500, watch, "cargo lambda watch", "functions.log")
+        warm: list[dict] = []
+        self._wait(lambda: warm.append(reconcile({})) or True, 1500, watch, "cargo lambda watch", "functions.log")
+        if "found" not in warm[-1]:
+            raise StackError(f"{RECONCILER}'s first pass answered {json.dumps(warm[-1])[:300]}; see {self.log_dir / 'functions.log'}.")
         say("- all three functions built and warm")
 
         if settings.stream_mapping:
