@@ -123,6 +123,7 @@ template-build: $(SAM_STAMP)
 		|| { echo "template-check: FAILED: sam build --beta-features (arm64) failed (above)." >&2; exit 1; }; \
 	$(SAM_BIN)/python tools/check_bootstrap.py \
 		$(SAM_BUILD_DIR)/RunApiFunction/bootstrap $(SAM_BUILD_DIR)/StopFinalizerFunction/bootstrap \
+		$(SAM_BUILD_DIR)/StopReconcilerFunction/bootstrap \
 		|| { echo "template-check: FAILED: the built bootstrap files are not aarch64 ELF executables (above)." >&2; exit 1; }; \
 	echo built > $(SAM_BUILD_STATUS)
 

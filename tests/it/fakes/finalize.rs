@@ -12,7 +12,7 @@ use mwaa_stop::model::{ChildPolicy, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::ports::ChildRef;
 use serde_json::json;
 
-use crate::kit::fakes::{run_record, MemEcs, MemTable};
+use crate::kit::fakes::{fake_finalizer_limits, run_record, MemEcs, MemTable};
 use crate::kit::stream::{stream_batch as batch, stream_record as record};
 use crate::kit::workflow_arn;
 
@@ -29,13 +29,7 @@ fn run(name: &str, run_id: &str, status: RunStatus, workers: &[&str]) -> mwaa_st
 }
 
 fn limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(30),
-        poll_initial: Duration::from_millis(100),
-        poll_max: Duration::from_secs(2),
-        run_concurrency: 8,
-        stop_concurrency: 4,
-    }
+    fake_finalizer_limits()
 }
 
 fn failures(resp: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {

@@ -11,7 +11,7 @@ use mwaa_stop::model::{timestamp, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::ports::FinalizedBy;
 use time::OffsetDateTime;
 
-use crate::kit::fakes::{run_record, MemEcs, MemTable};
+use crate::kit::fakes::{fake_finalizer_limits, run_record, MemEcs, MemTable};
 use crate::kit::stream::{stream_batch, stream_record};
 use crate::kit::workflow_arn;
 
@@ -20,13 +20,7 @@ fn key(run: &str) -> RunKey {
 }
 
 fn limits() -> FinalizerLimits {
-    FinalizerLimits {
-        wait: Duration::from_secs(30),
-        poll_initial: Duration::from_millis(100),
-        poll_max: Duration::from_secs(2),
-        run_concurrency: 8,
-        stop_concurrency: 4,
-    }
+    fake_finalizer_limits()
 }
 
 /// A `STOPPING` run whose stop was accepted `ago` before now, with one

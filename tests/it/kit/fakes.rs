@@ -32,6 +32,18 @@ pub fn run_record(arn: &str, run_id: &str, status: RunStatus, workers: &[&str]) 
     }
 }
 
+/// Finalizer bounds for the fakes on tokio's paused clock: a 30 s wait,
+/// polls from 100 ms doubling to 2 s.
+pub fn fake_finalizer_limits() -> mwaa_stop::finalize::FinalizerLimits {
+    mwaa_stop::finalize::FinalizerLimits {
+        wait: Duration::from_secs(30),
+        poll_initial: Duration::from_millis(100),
+        poll_max: Duration::from_secs(2),
+        run_concurrency: 8,
+        stop_concurrency: 4,
+    }
+}
+
 /// What the table does on the stop write.
 #[derive(Clone, Default)]
 pub enum Mode {

@@ -1,8 +1,9 @@
 //! `make local` end to end: start the local stack on free ports, stop its
 //! seeded demo run with the real `aws-sdk-mwaaserverless` client, see STOPPED
 //! through GetWorkflowRun within a bound with every ECS task stopped (the
-//! stream mapping delivered the record to the finalizer), then SIGTERM the
-//! stack and check it exits 0 leaving no process behind.
+//! stream mapping delivered the record to the finalizer; with
+//! `LOCAL_STREAM_MAPPING=off`, the reconciler alone), then SIGTERM the stack
+//! and check it exits 0 leaving no process behind.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -58,9 +59,32 @@ fn exit_after_sigterm(stack: &mut std::process::Child, what: &str) -> std::proce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
+    let finalized_by = stop_the_demo_run_end_to_end(None).await;
+    assert_eq!(finalized_by, "stream", "the stream mapping is the fast path");
+}
+
+/// The event source mapping off, as if disabled in AWS: the reconciler alone
+/// brings the run to STOPPED within 60 s, in one transition however many
+/// passes ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stream_mapping_off_the_reconciler_alone_stops_the_run() {
+    let finalized_by = stop_the_demo_run_end_to_end(Some("off")).await;
+    assert_eq!(finalized_by, "reconciler");
+}
+
+/// Start the stack (`LOCAL_STREAM_MAPPING` as given), stop its demo run,
+/// check STOPPED within 60 s with every worker stopped and exactly one
+/// `STOPPING → STOPPED` in the table's stream, shut it down; the `Stopped`
+/// event's `FinalizedBy`.
+async fn stop_the_demo_run_end_to_end(stream_mapping: Option<&str>) -> String {
     let (aws_port, api_port) = (free_port(), free_port());
     let log_dir = log_dir().join(format!("local-stack-{api_port}"));
-    let mut stack = as_from_a_shell(&mut Command::new(venv_bin("python")))
+    let mut cmd = Command::new(venv_bin("python"));
+    match stream_mapping {
+        Some(v) => cmd.env("LOCAL_STREAM_MAPPING", v),
+        None => cmd.env_remove("LOCAL_STREAM_MAPPING"),
+    };
+    let mut stack = as_from_a_shell(&mut cmd)
         .current_dir(project_dir())
         .args(["tools/local_stack.py", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
         .arg("--log-dir")
@@ -153,6 +177,44 @@ async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
         assert_eq!(t.last_status(), Some("STOPPED"), "{:?}", t.task_arn());
     }
 
+    // One transition, and which path made it.
+    let conf = sdk_config_for(&aws).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&conf);
+    let desc = ddb.describe_table().table_name("WorkflowRuns").send().await.unwrap();
+    let mut tail = StreamTail::new(desc.table().unwrap().latest_stream_arn().unwrap().to_owned());
+    let event = tail.rest(&streams).await;
+    let to_stopped = event
+        .records
+        .iter()
+        .filter(|r| {
+            r.change.keys.get("RunId") == Some(&serde_dynamo::AttributeValue::S(run_id.clone()))
+                && r.change.new_image.get("Status") == Some(&serde_dynamo::AttributeValue::S("STOPPED".into()))
+                && r.change.old_image.get("Status") == Some(&serde_dynamo::AttributeValue::S("STOPPING".into()))
+        })
+        .count();
+    assert_eq!(to_stopped, 1, "exactly one STOPPING → STOPPED");
+    let item = ddb
+        .get_item()
+        .table_name("WorkflowRuns")
+        .key("WorkflowArn", s(&arn))
+        .key("RunId", s(&run_id))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let stopped = item["History"]
+        .as_l()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_m().unwrap())
+        .find(|e| e["Event"].as_s().unwrap() == "Stopped")
+        .expect("a Stopped event")
+        .clone();
+    let finalized_by = stopped["FinalizedBy"].as_s().unwrap().clone();
+
     // SIGTERM: everything it started goes, and it exits 0.
     let children = descendants(pid);
     assert!(children.len() >= 3, "moto, cargo lambda watch and the functions run under it: {children:?}");
@@ -162,6 +224,7 @@ async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
     assert!(exit.success(), "exit status {exit}");
     let left: Vec<_> = children.iter().filter(|(p, s)| alive(*p, *s)).collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
+    finalized_by
 }
 
 #[test]
@@ -235,7 +298,7 @@ fn a_stop_signal_during_start_up_leaves_nothing_running() {
         let mut transcript = Vec::new();
         let mut lines = BufReader::new(stack.stdout.take().unwrap()).lines();
         for line in lines.by_ref().map_while(Result::ok) {
-            let starting_functions = line.contains("starting both functions under cargo lambda watch");
+            let starting_functions = line.contains("under cargo lambda watch");
             transcript.push(line);
             if starting_functions {
                 break;
