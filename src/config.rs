@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::aws::SdkSettings;
 use crate::finalize::FinalizerLimits;
 use crate::lambda::http::{ApiSettings, AuthMode};
+use crate::pacing::EcsRates;
 use crate::stop::FanOutLimits;
 
 pub(crate) const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
@@ -31,6 +32,7 @@ pub struct ApiConfig {
     pub fan_out: FanOutLimits,
     pub api: ApiSettings,
     pub sdk: SdkSettings,
+    pub ecs_rates: EcsRates,
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -67,7 +69,7 @@ impl ApiConfig {
         Ok(ApiConfig {
             runs_table: runs_table(vars)?,
             fan_out: FanOutLimits {
-                concurrency: env.number("STOP_CONCURRENCY", 32, 1, 1000)? as usize,
+                concurrency: env.number("STOP_CONCURRENCY", 100, 1, 1000)? as usize,
                 budget: env.millis("STOP_BUDGET_MS", 10_000, 100, 900_000)?,
             },
             api: ApiSettings {
@@ -75,6 +77,7 @@ impl ApiConfig {
                 deadline_margin: env.millis("DEADLINE_MARGIN_MS", 500, 0, 60_000)?,
             },
             sdk: sdk_settings(&env)?,
+            ecs_rates: ecs_rates(&env)?,
         })
     }
 
@@ -90,6 +93,7 @@ pub struct FinalizerConfig {
     pub limits: FinalizerLimits,
     pub deadline_margin: Duration,
     pub sdk: SdkSettings,
+    pub ecs_rates: EcsRates,
 }
 
 impl FinalizerConfig {
@@ -108,6 +112,7 @@ impl FinalizerConfig {
             },
             deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
             sdk: sdk_settings(&env)?,
+            ecs_rates: ecs_rates(&env)?,
         })
     }
 
@@ -172,6 +177,19 @@ fn sdk_settings(env: &Env) -> Result<SdkSettings, ConfigError> {
     })
 }
 
+/// The account's ECS buckets (defaults: the published ones) and the share
+/// of the `StopTask` refill left to the schedulers' `RunTask`.
+fn ecs_rates(env: &Env) -> Result<EcsRates, ConfigError> {
+    let d = EcsRates::default();
+    Ok(EcsRates {
+        stop_burst: env.number("ECS_STOP_BURST", u64::from(d.stop_burst), 1, 10_000)? as u32,
+        stop_rate: env.number("ECS_STOP_RATE", d.stop_rate as u64, 1, 10_000)? as f64,
+        read_burst: env.number("ECS_READ_BURST", u64::from(d.read_burst), 1, 10_000)? as u32,
+        read_rate: env.number("ECS_READ_RATE", d.read_rate as u64, 1, 10_000)? as f64,
+        reserve: env.number("ECS_RUNTASK_RESERVE_PERCENT", (d.reserve * 100.0).round() as u64, 0, 90)? as f64 / 100.0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +203,23 @@ mod tests {
         let c = ApiConfig::from_map(&HashMap::new()).unwrap();
         assert_eq!(c.runs_table, DEFAULT_RUNS_TABLE);
         assert_eq!(c.api.auth, AuthMode::Iam, "unauthenticated access must be opt-in");
-        assert_eq!(c.fan_out.concurrency, 32);
+        assert_eq!(c.fan_out.concurrency, 100, "one wave up to ECS's burst");
+        assert_eq!(c.ecs_rates, EcsRates::default());
+    }
+
+    #[test]
+    fn ecs_rates_are_read_and_checked() {
+        let c = FinalizerConfig::from_map(&vars(&[
+            ("ECS_STOP_RATE", "20"),
+            ("ECS_READ_BURST", "50"),
+            ("ECS_RUNTASK_RESERVE_PERCENT", "0"),
+        ]))
+        .unwrap();
+        assert_eq!((c.ecs_rates.stop_rate, c.ecs_rates.read_burst, c.ecs_rates.reserve), (20.0, 50, 0.0));
+        assert_eq!(c.ecs_rates.stop_burst, 100);
+        for (var, bad) in [("ECS_RUNTASK_RESERVE_PERCENT", "95"), ("ECS_STOP_RATE", "0"), ("ECS_READ_RATE", "fast")] {
+            assert_eq!(ApiConfig::from_map(&vars(&[(var, bad)])).unwrap_err().var, var);
+        }
     }
 
     #[test]

@@ -36,12 +36,14 @@ pub struct FinalizerLimits {
     /// How long one run may wait for its workers before it is handed back to
     /// the trigger for a retry (also bounded by the Lambda deadline).
     pub wait: Duration,
-    /// First pause between checks; doubles up to `poll_max`.
+    /// Pause between checks. The checks themselves wait for ECS's bucket.
     pub poll_initial: Duration,
+    /// After a check that met ECS errors the pause doubles, up to this.
     pub poll_max: Duration,
     /// Runs of one batch finalized at once.
     pub run_concurrency: usize,
-    /// `StopTask` calls in flight at once, per run.
+    /// `StopTask` (and `DescribeTasks`) calls in flight at once, per run; the
+    /// pacing sets the rate.
     pub stop_concurrency: usize,
 }
 
@@ -268,24 +270,34 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
     /// Pass after pass until every worker is verified stopped or `end` comes:
     /// each pass sweeps for unregistered workers (so a task launched late is
     /// still found), describes the pending ones, and stops those ECS was never
-    /// told to stop.
+    /// told to stop. The worker port is paced (`crate::pacing`): a pass takes
+    /// as long as ECS's buckets allow, so the polling follows the bucket. The
+    /// pause between passes is `poll_initial`, doubling up to `poll_max` only
+    /// while passes meet ECS errors. A pass still waiting for tokens at `end`
+    /// is cut short: what it confirmed counts, the rest stays pending.
     async fn verify_workers(&self, key: &RunKey, run: &RunRecord, end: Instant) -> Verdict {
         let reason = stop_reason(key, "stop-finalizer");
         let mut check = WorkerCheck::new(run);
         let mut pause = self.limits.poll_initial;
         loop {
             check.error = None;
-            self.sweep_unregistered(run, &mut check).await;
-            let unasked = self.describe_pending(&mut check).await;
-            self.stop_unasked(unasked, &reason, &mut check).await;
+            let pass = async {
+                self.sweep_unregistered(run, &mut check).await;
+                let unasked = self.describe_pending(&mut check).await;
+                self.stop_unasked(unasked, &reason, &mut check).await;
+            };
+            if tokio::time::timeout_at(end, pass).await.is_err() {
+                return check.unverified();
+            }
             if let Some(verdict) = check.verdict() {
                 return verdict;
             }
+            pause =
+                if check.error.is_some() { (pause * 2).min(self.limits.poll_max) } else { self.limits.poll_initial };
             if Instant::now() + pause > end {
                 return check.unverified();
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.limits.poll_max);
         }
     }
 
@@ -311,27 +323,38 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
     }
 
     /// `DescribeTasks` of every pending task, per cluster and at most 100 a
-    /// call: stopped and unknown tasks leave `pending`; the running ones ECS
-    /// was never told to stop are returned.
+    /// call, up to `stop_concurrency` calls at once: stopped and unknown
+    /// tasks leave `pending`; the running ones ECS was never told to stop are
+    /// returned.
     async fn describe_pending(&self, check: &mut WorkerCheck) -> Vec<(String, String)> {
+        let calls: Vec<(String, Vec<String>)> = check
+            .pending_by_cluster()
+            .into_iter()
+            .flat_map(|(cluster, tasks)| {
+                tasks.chunks(DESCRIBE_TASKS_MAX).map(|chunk| (cluster.clone(), chunk.to_vec())).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut answers = stream::iter(calls.into_iter().map(|(cluster, chunk)| async move {
+            let described = self.fleet.describe_tasks(&cluster, &chunk).await;
+            (cluster, described)
+        }))
+        .buffer_unordered(self.limits.stop_concurrency.max(1));
         let mut unasked = Vec::new();
-        for (cluster, tasks) in check.pending_by_cluster() {
-            for chunk in tasks.chunks(DESCRIBE_TASKS_MAX) {
-                match self.fleet.describe_tasks(&cluster, chunk).await {
-                    Ok(described) => {
-                        for gone in described.missing {
-                            check.pending.remove(&gone);
-                        }
-                        for t in described.found {
-                            if t.is_stopped() {
-                                check.pending.remove(&t.arn);
-                            } else if !t.stop_requested() {
-                                unasked.push((t.arn, cluster.clone()));
-                            }
+        while let Some((cluster, described)) = answers.next().await {
+            match described {
+                Ok(described) => {
+                    for gone in described.missing {
+                        check.pending.remove(&gone);
+                    }
+                    for t in described.found {
+                        if t.is_stopped() {
+                            check.pending.remove(&t.arn);
+                        } else if !t.stop_requested() {
+                            unasked.push((t.arn, cluster.clone()));
                         }
                     }
-                    Err(e) => check.error = Some(e),
                 }
+                Err(e) => check.error = Some(e),
             }
         }
         unasked

@@ -5,6 +5,7 @@
 //!   the caller is. Pure; no I/O.
 //! - [`ports`]: what the procedures need from the run table and from ECS, as
 //!   traits and plain data.
+//! - [`pacing`]: ECS's token buckets, kept by a wrapper of the worker port.
 //! - [`stop`] and [`finalize`]: the two procedures, written against the ports.
 //! - `protocol` and [`error`]: the AWS JSON 1.0 shapes and the one mapping
 //!   of every failure to the model's six errors.
@@ -20,6 +21,7 @@ pub mod finalize;
 pub mod lambda;
 pub mod metrics;
 pub mod model;
+pub mod pacing;
 pub mod ports;
 mod protocol;
 pub mod stop;

@@ -2,8 +2,10 @@
 //! written against the ports so the whole decision logic runs with fakes.
 //!
 //! One conditional write moves an active run to `STOPPING`; only the request
-//! that made that transition then sends one bounded, concurrent wave of
-//! `StopTask`. Whatever the wave does not confirm is the finalizer's.
+//! that made that transition then sends one wave of `StopTask`, all at once
+//! up to ECS's burst (the worker port is paced, `crate::pacing`). Whatever
+//! the wave does not confirm (no token left, throttled, failed, past the
+//! budget) is the finalizer's, which paces it to ECS's refill rate.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::model::{timestamp, truncate_to, Caller, RunKey, RunStatus, StopDecision};
-use crate::ports::{RunRecord, RunStore, StopRequest, StopWrite, TaskStop, UpstreamError, WorkerControl};
+use crate::ports::{RunRecord, RunStore, StopRequest, StopWrite, TaskStop, UpstreamError, UpstreamKind, WorkerControl};
 
 /// ECS caps `StopTask.reason` at 255 characters.
 pub(crate) const ECS_REASON_MAX: usize = 255;
@@ -22,7 +24,8 @@ pub(crate) const ECS_REASON_MAX: usize = 255;
 /// How the `StopTask` fan-out is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FanOutLimits {
-    /// `StopTask` calls in flight at once.
+    /// `StopTask` calls in flight at once: ECS's burst (100), so a stop of up
+    /// to 100 workers is one round trip after the write.
     pub concurrency: usize,
     /// Time the fan-out may take before the API answers anyway; whatever is
     /// not confirmed by then is the finalizer's.
@@ -31,7 +34,7 @@ pub struct FanOutLimits {
 
 impl Default for FanOutLimits {
     fn default() -> Self {
-        FanOutLimits { concurrency: 32, budget: Duration::from_secs(10) }
+        FanOutLimits { concurrency: 100, budget: Duration::from_secs(10) }
     }
 }
 
@@ -41,6 +44,9 @@ pub struct FanOutReport {
     pub accepted: usize,
     pub gone: usize,
     pub failed: usize,
+    /// Left to the finalizer because ECS's bucket is spent (no token in this
+    /// function's share, or a throttle): back-pressure, not a failure.
+    pub deferred: usize,
     /// Not answered within the budget.
     pub unfinished: usize,
 }
@@ -138,6 +144,7 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
                         accepted = report.accepted,
                         gone = report.gone,
                         failed = report.failed,
+                        deferred = report.deferred,
                         unfinished = report.unfinished,
                         "run moved to STOPPING"
                     );
@@ -169,6 +176,7 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
                     match result {
                         Ok(TaskStop::Accepted { .. }) => report.accepted += 1,
                         Ok(TaskStop::Gone) => report.gone += 1,
+                        Err(e) if e.kind == UpstreamKind::Throttled => report.deferred += 1,
                         Err(e) => {
                             report.failed += 1;
                             tracing::warn!(task = %task, error = %e, "StopTask failed; the finalizer will retry");

@@ -5,8 +5,8 @@
 #     crates (lambda_http, lambda_runtime, aws_lambda_events);
 #   - nothing in the crate depends on config (the composition root);
 #   - each module uses only the modules below it (no back edge, so no
-#     import circle): model < ports < error < protocol, ports < stop <
-#     finalize, and the edges (aws, lambda) on top.
+#     import circle): model < ports < error < protocol, ports < pacing,
+#     ports < stop < finalize, and the edges (aws, lambda) on top.
 # Comment lines are not code and are not checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,14 +35,15 @@ declare -A allowed=(
   [model]=""
   [metrics]=""
   [ports]="model"
+  [pacing]="ports"
   [error]="model ports"
   [protocol]="model ports error"
   [stop]="model ports error metrics"
   [finalize]="model ports stop metrics"
   [aws]="model ports"
   [lambda]="model ports error protocol stop finalize metrics"
-  [config]="aws finalize lambda stop"
-  [lib]="aws config error finalize lambda metrics model ports protocol stop"
+  [config]="aws finalize lambda pacing stop"
+  [lib]="aws config error finalize lambda metrics model pacing ports protocol stop"
 )
 for file in $(find src -name '*.rs' -not -path 'src/bin/*' | sort); do
   rel=${file#src/}

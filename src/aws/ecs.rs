@@ -5,7 +5,11 @@ use aws_sdk_ecs::operation::list_tasks::ListTasksError;
 use aws_sdk_ecs::operation::stop_task::StopTaskError;
 use aws_sdk_ecs::types::DesiredStatus;
 
-use super::upstream::from_sdk;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+
+use super::upstream::{from_sdk, THROTTLING_CODES};
 use crate::ports::{Described, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet};
 
 /// ECS through the SDK.
@@ -19,9 +23,57 @@ impl EcsWorkers {
         EcsWorkers { client }
     }
 
-    /// A client built from the shared SDK configuration ([`super::sdk_config`]).
+    /// A client built from the shared SDK configuration ([`super::sdk_config`]),
+    /// which never retries a throttled call itself: throttling is
+    /// back-pressure for the pacing (`crate::pacing`), which waits for its
+    /// bucket and sends the call again. The SDK's own retry of a throttle
+    /// would go out unpaced and spend the retry quota that timeouts and 5xx
+    /// need, leaving every later call a single attempt.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
-        EcsWorkers::new(aws_sdk_ecs::Client::new(conf))
+        let config = no_sdk_retry_of_throttles(aws_sdk_ecs::config::Builder::from(conf)).build();
+        EcsWorkers::new(aws_sdk_ecs::Client::from_conf(config))
+    }
+}
+
+/// An ECS client configuration whose SDK retries never resend a throttled
+/// `StopTask`, `DescribeTasks` or `ListTasks` (timeouts and 5xx are still
+/// retried as configured).
+pub fn no_sdk_retry_of_throttles(builder: aws_sdk_ecs::config::Builder) -> aws_sdk_ecs::config::Builder {
+    builder
+        .retry_classifier(NoThrottleRetry::<StopTaskError>::new())
+        .retry_classifier(NoThrottleRetry::<DescribeTasksError>::new())
+        .retry_classifier(NoThrottleRetry::<ListTasksError>::new())
+}
+
+/// Forbids the SDK's retry of an ECS operation error whose code is a
+/// throttle (any one classifier's `RetryForbidden` wins over the SDK's own).
+#[derive(Debug)]
+struct NoThrottleRetry<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> NoThrottleRetry<E> {
+    fn new() -> Self {
+        NoThrottleRetry(std::marker::PhantomData)
+    }
+}
+
+impl<E> ClassifyRetry for NoThrottleRetry<E>
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let code = match ctx.output_or_error() {
+            Some(Err(err)) => err.as_operation_error().and_then(|e| e.downcast_ref::<E>()).and_then(|e| e.code()),
+            _ => None,
+        };
+        if code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "no SDK retry of ECS throttling (paced instead)"
     }
 }
 

@@ -15,7 +15,7 @@ use aws_config::BehaviorVersion;
 
 pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
-pub use ecs::EcsWorkers;
+pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
 
 /// Retry and timeout settings of the SDK clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

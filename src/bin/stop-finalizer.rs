@@ -10,6 +10,7 @@ use mwaa_stop::finalize::Finalizer;
 use mwaa_stop::lambda::context::deadline_instant;
 use mwaa_stop::lambda::stream::handle_batch;
 use mwaa_stop::metrics;
+use mwaa_stop::pacing::Paced;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +19,9 @@ async fn main() -> Result<(), Error> {
     metrics::set_stack(&metrics_stack());
     let sdk = sdk_config(&config.sdk).await;
     let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
-    let fleet = EcsWorkers::from_conf(&sdk);
+    // ECS's refill rate, starting empty (the API's wave has just spent the
+    // burst), shared by every run of every invocation of this process.
+    let fleet = Paced::new(EcsWorkers::from_conf(&sdk), config.ecs_rates.for_finalizer());
     let finalizer = Arc::new(Finalizer::new(store, fleet, config.limits));
     let margin = config.deadline_margin;
     run_concurrent(service_fn(move |event: LambdaEvent<Event>| {

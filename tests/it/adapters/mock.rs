@@ -495,3 +495,40 @@ async fn type_slips_never_cost_the_orphan_sweep_or_hide_children() {
     let StopWrite::Transitioned(run) = store.request_stop(&key(), &stop()).await.unwrap() else { panic!() };
     assert_eq!(run.child_runs, None, "NULL means no children");
 }
+
+/// ECS throttling is back-pressure for the pacing, never an SDK retry: with
+/// the SDK's standard retries on, a throttled `StopTask` (ECS's HTTP 400
+/// `ThrottlingException`, through the real deserializer) is sent once and
+/// comes back `Throttled`; the pacing sends it again after a token. Without
+/// the product's classifier the same client would have resent it at once.
+#[tokio::test]
+async fn the_sdk_never_retries_a_throttled_ecs_call() {
+    let throttled_then_ok = || {
+        mock!(aws_sdk_ecs::Client::stop_task)
+            .sequence()
+            .http_status(400, Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()))
+            .output(|| StopTaskOutput::builder().build())
+            .build()
+    };
+    let retries = |c: aws_sdk_ecs::config::Builder| {
+        c.retry_config(
+            aws_sdk_ecs::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(std::time::Duration::from_millis(1)),
+        )
+    };
+
+    let rule = throttled_then_ok();
+    let client = mock_client!(aws_sdk_ecs, aws_smithy_mocks::RuleMode::Sequential, [&rule], |c| {
+        mwaa_stop::aws::no_sdk_retry_of_throttles(retries(c))
+    });
+    let err = EcsWorkers::new(client).stop_task("workers", TASK, "why").await.unwrap_err();
+    assert_eq!(err.kind, UpstreamKind::Throttled);
+    assert_eq!(rule.num_calls(), 1, "one attempt, no SDK retry");
+
+    let rule = throttled_then_ok();
+    let client = mock_client!(aws_sdk_ecs, aws_smithy_mocks::RuleMode::Sequential, [&rule], retries);
+    let again = EcsWorkers::new(client).stop_task("workers", TASK, "why").await;
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(rule.num_calls(), 2, "the SDK alone would have resent the throttled call");
+}

@@ -1,3 +1,4 @@
 mod finalize;
+mod pacing;
 mod reconcile;
 mod stop;

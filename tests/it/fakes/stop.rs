@@ -49,7 +49,7 @@ async fn fan_out_stops_each_worker_once_within_the_concurrency_bound() {
     let started = tokio::time::Instant::now();
     let out = svc.stop_workflow_run(&alice(), &key(&arn, "run-1"), &stop(), None).await.unwrap();
     assert_eq!(out.status, RunStatus::Stopping);
-    assert_eq!(out.fan_out, Some(FanOutReport { accepted: 100, gone: 0, failed: 0, unfinished: 0 }));
+    assert_eq!(out.fan_out, Some(FanOutReport { accepted: 100, gone: 0, failed: 0, deferred: 0, unfinished: 0 }));
     // ceil(100 / 8) = 13 waves of 10 ms: the bound is both used and respected.
     assert_eq!(started.elapsed(), Duration::from_millis(130));
     let ecs = svc.workers();
@@ -73,7 +73,7 @@ async fn failed_gone_and_slow_workers_are_left_to_the_finalizer_and_the_answer_i
     let started = tokio::time::Instant::now();
     let out = svc.stop_workflow_run(&alice(), &key(&arn, "run-1"), &stop(), None).await.unwrap();
     assert_eq!(out.status, RunStatus::Stopping);
-    assert_eq!(out.fan_out, Some(FanOutReport { accepted: 6, gone: 1, failed: 2, unfinished: 1 }));
+    assert_eq!(out.fan_out, Some(FanOutReport { accepted: 6, gone: 1, failed: 2, deferred: 0, unfinished: 1 }));
     assert_eq!(started.elapsed(), Duration::from_secs(3), "the budget bounds the wait");
 }
 

@@ -201,6 +201,10 @@ impl ReconcilerStore for MemTable {
 /// `stop_lag` describes before `STOPPED`, as real tasks take a while to drain.
 #[derive(Default)]
 pub struct MemEcs {
+    /// ECS's account-wide token buckets, enforced as ECS does; none: no limit.
+    pub account: Option<AccountBuckets>,
+    /// When each task was first told to stop (accepted `StopTask`).
+    pub told_at: Mutex<BTreeMap<String, tokio::time::Instant>>,
     /// task → (last status, desired status, describes since stop)
     pub tasks: Mutex<BTreeMap<String, (String, String, usize)>>,
     pub started_by: Mutex<HashMap<String, String>>,
@@ -212,15 +216,15 @@ pub struct MemEcs {
     pub max_in_flight: AtomicUsize,
     /// Each `StopTask` takes this long.
     pub latency: Duration,
-    /// Tasks whose ARN ends with one of these: `StopTask` is throttled / finds
-    /// them gone / never answers.
+    /// Tasks whose ARN ends with one of these: `StopTask` fails (a 5xx) /
+    /// finds them gone / never answers.
     pub fail: Vec<&'static str>,
     pub gone: Vec<&'static str>,
     pub hang: Vec<&'static str>,
     /// Tasks that never stop (a stuck agent).
     pub stuck: Vec<&'static str>,
     pub describe_calls: AtomicUsize,
-    /// `DescribeTasks` is throttled this many times first.
+    /// `DescribeTasks` is throttled this many times first (without buckets).
     pub describe_failures: AtomicUsize,
     /// Every `DescribeTasks`: (cluster, how many tasks).
     pub describes: Mutex<Vec<(String, usize)>>,
@@ -258,6 +262,69 @@ impl MemEcs {
     }
 }
 
+fn throttling(operation: &'static str) -> UpstreamError {
+    UpstreamError::new("ecs", operation, UpstreamKind::Throttled, "ThrottlingException: Rate exceeded")
+}
+
+/// One of ECS's token buckets: tokens, when last refilled, capacity, refill
+/// per second.
+pub struct Bucket {
+    state: Mutex<(f64, tokio::time::Instant)>,
+    capacity: f64,
+    rate: f64,
+}
+
+impl Bucket {
+    fn full(capacity: f64, rate: f64) -> Self {
+        Bucket { state: Mutex::new((capacity, tokio::time::Instant::now())), capacity, rate }
+    }
+}
+
+/// ECS's per-account throttling on tokio's clock, with the published
+/// buckets: `StopTask` (shared with `RunTask`) 100 tokens refilling 40/s,
+/// `DescribeTasks` and `ListTasks` 100 refilling 20/s. A call finding no
+/// token is answered `ThrottlingException` and costs nothing.
+pub struct AccountBuckets {
+    pub stop: Bucket,
+    pub read: Bucket,
+    /// Every throttled call, by operation.
+    pub throttled: Mutex<Vec<&'static str>>,
+}
+
+impl AccountBuckets {
+    pub fn published() -> Self {
+        AccountBuckets {
+            stop: Bucket::full(100.0, 40.0),
+            read: Bucket::full(100.0, 20.0),
+            throttled: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A scheduler's `RunTask`: a token of the `StopTask` bucket, or throttled.
+    pub fn run_task(&self) -> bool {
+        self.admit(&self.stop)
+    }
+
+    pub fn throttled_count(&self) -> usize {
+        self.throttled.lock().unwrap().len()
+    }
+
+    fn admit(&self, bucket: &Bucket) -> bool {
+        let mut s = bucket.state.lock().unwrap();
+        let now = tokio::time::Instant::now();
+        s.0 = (s.0 + (now - s.1).as_secs_f64() * bucket.rate).min(bucket.capacity);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            let which = if std::ptr::eq(bucket, &self.stop) { "StopTask bucket" } else { "read bucket" };
+            self.throttled.lock().unwrap().push(which);
+            false
+        }
+    }
+}
+
 fn ends_with_any(task: &str, suffixes: &[&str]) -> bool {
     suffixes.iter().any(|s| task.ends_with(s))
 }
@@ -269,6 +336,7 @@ impl WorkerControl for MemEcs {
         self.check_cluster("StopTask", cluster, task);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let admitted = self.account.as_ref().is_none_or(|a| a.admit(&a.stop));
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -276,8 +344,11 @@ impl WorkerControl for MemEcs {
             std::future::pending::<()>().await;
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !admitted {
+            return Err(throttling("StopTask"));
+        }
         if ends_with_any(task, &self.fail) {
-            return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Throttled, "injected"));
+            return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Fault, "injected"));
         }
         if ends_with_any(task, &self.gone) {
             return Ok(TaskStop::Gone);
@@ -290,6 +361,7 @@ impl WorkerControl for MemEcs {
                     t.0 = "STOPPING".into();
                 }
                 t.1 = "STOPPED".into();
+                self.told_at.lock().unwrap().entry(task.to_owned()).or_insert_with(tokio::time::Instant::now);
                 Ok(TaskStop::Accepted { last_status: Some(t.0.clone()) })
             }
         }
@@ -302,6 +374,9 @@ impl WorkerFleet for MemEcs {
         self.describes.lock().unwrap().push((cluster.to_owned(), tasks.len()));
         for t in tasks {
             self.check_cluster("DescribeTasks", cluster, t);
+        }
+        if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
+            return Err(throttling("DescribeTasks"));
         }
         if self.describe_failures.load(Ordering::SeqCst) > 0 {
             self.describe_failures.fetch_sub(1, Ordering::SeqCst);
@@ -332,6 +407,9 @@ impl WorkerFleet for MemEcs {
     }
 
     async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
+        if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
+            return Err(throttling("ListTasks"));
+        }
         let by = self.started_by.lock().unwrap();
         let tasks = self.tasks.lock().unwrap();
         Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
