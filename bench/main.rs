@@ -14,6 +14,7 @@
 //! number. `--latency-only` runs section 1 alone; `--latency-ms D` sets D. Results: printed, and written to bench/results/latest.{md,json}.
 
 mod responder;
+mod throttled;
 // Shared with the crash tests, which drive the same binaries.
 #[path = "../tests/it/kit/runtime_api.rs"]
 mod runtime_api;
@@ -31,19 +32,28 @@ use mwaa_stop::aws::{DynamoRunStore, EcsWorkers};
 use mwaa_stop::finalize::{Finalizer, FinalizerLimits};
 use mwaa_stop::lambda::http::{Api, ApiSettings, AuthMode};
 use mwaa_stop::lambda::stream::handle_batch;
+use mwaa_stop::pacing::{EcsRates, Paced};
 use mwaa_stop::stop::{FanOutLimits, Service};
 use responder::{workers_of, Responder};
 use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
 
 const ARN: &str = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/bench-abcDEF1234";
-const CONCURRENCY: usize = 32;
+/// The API's `StopTask` wave: ECS's burst.
+const CONCURRENCY: usize = 100;
+/// The latency rows measure a stop that meets a rested ECS bucket: the
+/// pacing is in the path, its refill made fast enough that back-to-back
+/// stops of the row never wait for it (the throttled section measures the
+/// published rates).
+const RESTED_STOP_RATE: u32 = 10_000;
 
 struct Opts {
     smoke: bool,
     /// Only the in-process latency rows (section 1), printed, nothing
     /// written: the quick loop for investigating a ratio.
     latency_only: bool,
+    /// Only the throttled scenarios (section 7), printed, nothing written.
+    throttled_only: bool,
     latency: Duration,
     out: PathBuf,
 }
@@ -54,6 +64,7 @@ fn opts() -> Opts {
     Opts {
         smoke: args.iter().any(|a| a == "--smoke"),
         latency_only: args.iter().any(|a| a == "--latency-only"),
+        throttled_only: args.iter().any(|a| a == "--throttled-only"),
         latency: Duration::from_millis(value("--latency-ms").map_or(10, |v| v.parse().expect("--latency-ms N"))),
         out: PathBuf::from(value("--out").unwrap_or_else(|| "bench/results".into())),
     }
@@ -117,7 +128,10 @@ struct LatencyRow {
     /// CPU time of the bench process per stop (handler, SDK clients and the
     /// responder together; 10 ms tick resolution over the whole row).
     cpu_per_stop: Duration,
+    /// The old floor: D × (1 + ceil(N / 32)), waves of the old concurrency.
     floor: Duration,
+    /// The physical floor: D × (1 + ceil(N / 100)), one write and ECS's burst.
+    physical_floor: Duration,
     naive_floor: Duration,
     dynamodb_requests: u64,
     ecs_requests: u64,
@@ -128,7 +142,7 @@ fn latency_plan(o: &Opts) -> &'static [(usize, usize)] {
     if o.smoke {
         &[(0, 3), (3, 3)]
     } else {
-        &[(0, 400), (1, 400), (10, 300), (100, 150), (500, 40)]
+        &[(0, 400), (1, 400), (10, 300), (100, 150)]
     }
 }
 
@@ -159,6 +173,7 @@ where
         let cpu = process_cpu().saturating_sub(cpu_before);
         samples.sort();
         let waves = n.div_ceil(CONCURRENCY) as u32;
+        let old_waves = n.div_ceil(32) as u32;
         rows.push(LatencyRow {
             cpu_per_stop: cpu / runs as u32,
             n,
@@ -166,7 +181,8 @@ where
             p50: percentile(&samples, 0.5),
             p99: percentile(&samples, 0.99),
             d_eff: mean_injected(before, responder.counts.injected()),
-            floor: o.latency * (1 + waves),
+            floor: o.latency * (1 + old_waves),
+            physical_floor: o.latency * (1 + waves),
             naive_floor: o.latency * (2 + n as u32),
             dynamodb_requests: ddb,
             ecs_requests: ecs,
@@ -175,13 +191,17 @@ where
     rows
 }
 
+fn rested_rates() -> EcsRates {
+    EcsRates { stop_rate: f64::from(RESTED_STOP_RATE), ..EcsRates::default() }
+}
+
 /// The handler in process, with the real SDK clients: what the code costs.
 async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
     let conf = sdk(&responder.url).await;
     let api = Api::new(
         Service::new(
             DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
-            EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+            Paced::new(EcsWorkers::from_conf(&conf), rested_rates().for_api()),
             FanOutLimits { concurrency: CONCURRENCY, budget: Duration::from_secs(30) },
         ),
         ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
@@ -222,28 +242,32 @@ async fn stop_latency_via_runtime(o: &Opts, responder: &Responder) -> Vec<Latenc
 
 /// The Markdown table of latency rows, and the same rows as JSON.
 fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
-    md.push_str("| workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | naive floor ms | DynamoDB req | ECS req | bench CPU per stop ms |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| workers N | runs | p50 ms | p99 ms | injected D ms | physical floor ms | p50 / physical | p99 / physical | old floor ms | p50 / old | naive floor ms | DynamoDB req | ECS req | bench CPU per stop ms |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut jrows = Vec::new();
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
+            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.1} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
             r.n,
             r.runs,
             ms(r.p50),
             ms(r.p99),
             ms(r.d_eff),
+            ms(r.physical_floor),
+            ms(r.p50) / ms(r.physical_floor),
+            ms(r.p99) / ms(r.physical_floor),
             ms(r.floor),
             ms(r.p50) / ms(r.floor),
-            ms(r.p99) / ms(r.floor),
             ms(r.naive_floor),
             r.dynamodb_requests,
             r.ecs_requests,
             ms(r.cpu_per_stop)
         ));
         jrows.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
-            "injected_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
-            "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor), "naive_floor_ms": ms(r.naive_floor),
+            "injected_d_ms": ms(r.d_eff), "physical_floor_ms": ms(r.physical_floor),
+            "p50_physical_ratio": ms(r.p50) / ms(r.physical_floor), "p99_physical_ratio": ms(r.p99) / ms(r.physical_floor),
+            "floor_ms": ms(r.floor), "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor),
+            "naive_floor_ms": ms(r.naive_floor),
             "dynamodb_requests": r.dynamodb_requests, "ecs_requests": r.ecs_requests, "bench_cpu_per_stop_ms": ms(r.cpu_per_stop)}));
     }
     json!(jrows)
@@ -261,22 +285,13 @@ async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
     let limits = FinalizerLimits::default();
     let f = Finalizer::new(
         DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
-        EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+        Paced::new(EcsWorkers::from_conf(&conf), EcsRates::default().for_finalizer()),
         limits,
     );
     let (runs, workers_each): (usize, usize) = if o.smoke { (4, 2) } else { (100, 10) };
-    let batch = |tag: &str| -> aws_lambda_events::event::dynamodb::Event {
-        let records: Vec<Value> = (0..runs)
-            .map(|i| {
-                let key = json!({"WorkflowArn": {"S": ARN}, "RunId": {"S": format!("n{workers_each}-{tag}{i}")}});
-                let mut image = key.clone();
-                image["Status"] = json!({"S": "STOPPING"});
-                json!({"eventID": format!("{i}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                       "dynamodb": {"ApproximateCreationDateTime": 0, "Keys": key, "NewImage": image,
-                                    "SequenceNumber": format!("{i}"), "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES"}})
-            })
-            .collect();
-        serde_json::from_value(json!({ "Records": records })).unwrap()
+    let batch = |tag: &str| {
+        let ids: Vec<String> = (0..runs).map(|i| format!("n{workers_each}-{tag}{i}")).collect();
+        stopping_batch(&ids)
     };
     let _ = handle_batch(&f, batch("warm"), None).await;
     let t = Instant::now();
@@ -286,6 +301,24 @@ async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
     // GetItem, DescribeTasks, UpdateItem per run, `run_concurrency` runs at a time.
     let floor = o.latency * 3 * runs.div_ceil(limits.run_concurrency) as u32;
     FinalizerRow { runs, workers_each, elapsed, floor }
+}
+
+/// A stream batch with one `STOPPING` record per run id, as the table's
+/// stream delivers them to the finalizer.
+fn stopping_batch(run_ids: &[String]) -> aws_lambda_events::event::dynamodb::Event {
+    let records: Vec<Value> = run_ids
+        .iter()
+        .enumerate()
+        .map(|(i, run_id)| {
+            let key = json!({"WorkflowArn": {"S": ARN}, "RunId": {"S": run_id}});
+            let mut image = key.clone();
+            image["Status"] = json!({"S": "STOPPING"});
+            json!({"eventID": format!("{i}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                   "dynamodb": {"ApproximateCreationDateTime": 0, "Keys": key, "NewImage": image,
+                                "SequenceNumber": format!("{i}"), "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES"}})
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
 fn binary(name: &str) -> PathBuf {
@@ -317,6 +350,7 @@ fn spawn_function(
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("RUNS_TABLE", "Runs")
+        .env("ECS_STOP_RATE", RESTED_STOP_RATE.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -408,6 +442,67 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
     rate
 }
 
+/// Section 7: the throttled scenarios, as a Markdown table and JSON rows.
+async fn throttled_section(o: &Opts, md: &mut String) -> Value {
+    let d = o.latency;
+    let none = Duration::ZERO;
+    let scenario = |workers, runs, drain, reserve| throttled::Scenario { workers, runs, drain, reserve };
+    let plan: Vec<throttled::Scenario> = if o.smoke {
+        vec![scenario(120, 1, none, 0.0)]
+    } else {
+        vec![
+            scenario(250, 1, none, 0.0),
+            scenario(500, 1, none, 0.0),
+            scenario(1000, 1, none, 0.0),
+            scenario(2000, 1, none, 0.0),
+            scenario(10, 100, none, 0.0),
+            scenario(1000, 1, none, EcsRates::default().reserve),
+            scenario(10, 40, Duration::from_secs(3), 0.0),
+        ]
+    };
+    md.push_str("\n## 7. Under ECS's rate limits (throttled responder)\n\n");
+    md.push_str("The responder enforces ECS's per-account buckets (StopTask 100 + 40/s, DescribeTasks/ListTasks 100 + 20/s; HTTP 400 ThrottlingException without a token) and tasks drain for the given time after StopTask. The API (one process, every stop of the scenario at once) and the finalizer (one stream batch of every run) have their own SDK clients and buckets. Floor = D + (workers beyond the burst of 100) / 40 s; reserve = the share of the refill left to RunTask. Lag = STOPPED minus the exit of the run's last worker.\n\n");
+    md.push_str("| workers | runs | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut rows = Vec::new();
+    for s in &plan {
+        let out = throttled::run(s, d).await;
+        let mut lags = out.lags.clone();
+        lags.sort();
+        let (p50, p99) =
+            if lags.is_empty() { (None, None) } else { (Some(percentile(&lags, 0.5)), Some(percentile(&lags, 0.99))) };
+        let total = s.workers * s.runs;
+        let secs = |d: Duration| d.as_secs_f64();
+        let fmt = |v: Option<Duration>| v.map_or("n/a".into(), |v| format!("{:.0}", ms(v)));
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+            s.workers,
+            s.runs,
+            secs(s.drain),
+            s.reserve * 100.0,
+            secs(out.all_told),
+            secs(out.stopped),
+            secs(out.floor),
+            secs(out.all_told) / secs(out.floor),
+            secs(out.stopped) / secs(out.floor),
+            out.throttled_calls,
+            out.throttled_calls as f64 / total as f64,
+            out.stop_calls,
+            out.workers_left_running,
+            out.caller_errors,
+            fmt(p50),
+            fmt(p99)
+        ));
+        rows.push(json!({"workers": s.workers, "runs": s.runs, "drain_s": secs(s.drain), "reserve": s.reserve,
+            "all_told_s": secs(out.all_told), "stopped_s": secs(out.stopped), "floor_s": secs(out.floor),
+            "throttled_calls": out.throttled_calls, "stop_task_calls": out.stop_calls,
+            "workers_left_running": out.workers_left_running, "caller_errors": out.caller_errors,
+            "runs_not_stopped": out.runs_not_stopped,
+            "lag_p50_ms": p50.map(ms), "lag_p99_ms": p99.map(ms)}));
+    }
+    json!(rows)
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -442,9 +537,15 @@ async fn main() {
         ms(o.latency)
     ));
 
+    if o.throttled_only {
+        js["throttled"] = throttled_section(&o, &mut md).await;
+        println!("{md}");
+        return;
+    }
+
     let rows = stop_latency(&o, &responder).await;
     md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
-    md.push_str(&format!("Floor = D × (1 + ceil(N / {CONCURRENCY})) with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another).\n\n"));
+    md.push_str(&format!("Physical floor = D × (1 + ceil(N / {CONCURRENCY})): one write, then ECS's burst of 100 StopTasks at once; the old floor, D × (1 + ceil(N / 32)), was the old concurrency's. Both with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another). Each stop meets a rested ECS bucket (refill {RESTED_STOP_RATE}/s); section 7 has the published rates.\n\n"));
     js["stop_latency"] = latency_table(&mut md, &rows);
     if o.latency_only {
         println!("{md}");
@@ -465,6 +566,8 @@ async fn main() {
     ));
     js["finalizer"] = json!({"runs": fin.runs, "workers_each": fin.workers_each, "elapsed_ms": ms(fin.elapsed),
         "records_per_s": rate, "floor_ms": ms(fin.floor), "ratio": ms(fin.elapsed) / ms(fin.floor)});
+
+    js["throttled"] = throttled_section(&o, &mut md).await;
 
     if o.smoke {
         println!("{md}");

@@ -71,7 +71,7 @@ fn s(v: &str) -> Value {
     json!({ "S": v })
 }
 
-fn run_item(key: &Value, status: &str) -> Value {
+pub fn run_item(key: &Value, status: &str) -> Value {
     let run_id = key["RunId"]["S"].as_str().unwrap_or("n0-x").to_owned();
     let workers: serde_json::Map<String, Value> =
         (0..workers_of(&run_id)).map(|i| (task_arn(&run_id, i), s("bench"))).collect();
@@ -125,7 +125,7 @@ fn answer(target: &str, body: &Value, counts: &Counts) -> Value {
 /// resolution and rounds up, so `tokio::time::sleep(10 ms)` lasts about
 /// 11.1 ms and would inflate the floor the handler is measured against; a
 /// blocking-pool thread's `nanosleep` overshoots by tens of microseconds.
-async fn precise_sleep(d: Duration) {
+pub async fn precise_sleep(d: Duration) {
     tokio::task::spawn_blocking(move || std::thread::sleep(d)).await.expect("the sleep thread");
 }
 
