@@ -457,7 +457,9 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
             scenario(2000, 1, none, 0.0),
             scenario(10, 100, none, 0.0),
             scenario(1000, 1, none, EcsRates::default().reserve),
-            scenario(10, 40, Duration::from_secs(3), 0.0),
+            // One stream batch of the template's BatchSize (16), tasks that
+            // take 3 s to drain: the lag from the last exit to STOPPED.
+            scenario(10, 16, Duration::from_secs(3), 0.0),
         ]
     };
     md.push_str("\n## 7. Under ECS's rate limits (throttled responder)\n\n");

@@ -47,11 +47,11 @@ pub const ECS_READ_RATE: f64 = 20.0;
 
 /// A throttle halves the rate at most this often: the throttles answered to
 /// one burst of concurrent calls are one signal, not many.
-pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
+pub const CUT_INTERVAL: Duration = Duration::from_millis(100);
 /// After a cut, the rate grows back to the configured one over this time.
-pub const RECOVERY: Duration = Duration::from_secs(10);
+pub const RECOVERY: Duration = Duration::from_secs(20);
 /// The rate is never cut below this fraction of the configured one.
-const MIN_FACTOR: f64 = 1.0 / 16.0;
+const MIN_FACTOR: f64 = 1.0 / 40.0;
 /// A call throttled by ECS is sent again at most this many times (each
 /// after a token of the cut bucket); the callers' deadlines bound it too.
 pub const MAX_RESENDS: u32 = 8;
