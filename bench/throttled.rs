@@ -1,8 +1,9 @@
 //! `make bench`, throttled mode: stops of many workers against a responder
-//! that enforces ECS's published per-account token buckets (`StopTask` 100
-//! tokens + 40/s, shared with `RunTask`; `DescribeTasks` and `ListTasks` 100
-//! + 20/s; a call without a token is answered HTTP 400 `ThrottlingException`)
-//! and whose tasks drain for a configurable time after `StopTask`.
+//! that enforces ECS's published per-account token buckets (`StopTask`: 100
+//! tokens, 40 a second, shared with `RunTask`; `DescribeTasks` and
+//! `ListTasks`: 100 tokens, 20 a second; a call without a token is answered
+//! HTTP 400 `ThrottlingException`) and whose tasks drain for a configurable
+//! time after `StopTask`.
 //!
 //! The API and the finalizer run in this process as two functions would:
 //! each with its own SDK clients (connection pools) and its own `Paced`
