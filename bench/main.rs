@@ -446,7 +446,8 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
 async fn throttled_section(o: &Opts, md: &mut String) -> Value {
     let d = o.latency;
     let none = Duration::ZERO;
-    let scenario = |workers, runs, drain, reserve| throttled::Scenario { workers, runs, drain, reserve };
+    let scenario =
+        |workers, runs, drain, reserve| throttled::Scenario { workers, runs, drain, reserve, api_processes: 1 };
     let plan: Vec<throttled::Scenario> = if o.smoke {
         vec![scenario(120, 1, none, 0.0)]
     } else {
@@ -456,6 +457,7 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
             scenario(1000, 1, none, 0.0),
             scenario(2000, 1, none, 0.0),
             scenario(10, 100, none, 0.0),
+            throttled::Scenario { api_processes: 10, ..scenario(10, 100, none, 0.0) },
             scenario(1000, 1, none, EcsRates::default().reserve),
             // One stream batch of the template's BatchSize (16), tasks that
             // take 3 s to drain: the lag from the last exit to STOPPED.
@@ -463,9 +465,9 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
         ]
     };
     md.push_str("\n## 7. Under ECS's rate limits (throttled responder)\n\n");
-    md.push_str("The responder enforces ECS's per-account buckets (StopTask 100 + 40/s, DescribeTasks/ListTasks 100 + 20/s; HTTP 400 ThrottlingException without a token) and tasks drain for the given time after StopTask. The API (one process, every stop of the scenario at once) and the finalizer (one stream batch of every run) have their own SDK clients and buckets. Floor = D + (workers beyond the burst of 100) / 40 s; reserve = the share of the refill left to RunTask. Lag = STOPPED minus the exit of the run's last worker.\n\n");
-    md.push_str("| workers | runs | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("The responder enforces ECS's per-account buckets (StopTask 100 + 40/s, DescribeTasks/ListTasks 100 + 20/s; HTTP 400 ThrottlingException without a token) and tasks drain for the given time after StopTask. The API (every stop of the scenario at once, in one process unless \"API processes\" says more: classic Lambda runs concurrent invocations in separate environments, each with its own bucket) and the finalizer (one stream batch of every run) have their own SDK clients and buckets. Floor = D + (workers beyond the burst of 100) / 40 s; reserve = the share of the refill left to RunTask. Lag = STOPPED minus the exit of the run's last worker.\n\n");
+    md.push_str("| workers | runs | API processes | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut rows = Vec::new();
     for s in &plan {
         let out = throttled::run(s, d).await;
@@ -477,9 +479,10 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
         let secs = |d: Duration| d.as_secs_f64();
         let fmt = |v: Option<Duration>| v.map_or("n/a".into(), |v| format!("{:.0}", ms(v)));
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
             s.workers,
             s.runs,
+            s.api_processes,
             secs(s.drain),
             s.reserve * 100.0,
             secs(out.all_told),
@@ -495,7 +498,7 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
             fmt(p50),
             fmt(p99)
         ));
-        rows.push(json!({"workers": s.workers, "runs": s.runs, "drain_s": secs(s.drain), "reserve": s.reserve,
+        rows.push(json!({"workers": s.workers, "runs": s.runs, "api_processes": s.api_processes, "drain_s": secs(s.drain), "reserve": s.reserve,
             "all_told_s": secs(out.all_told), "stopped_s": secs(out.stopped), "floor_s": secs(out.floor),
             "throttled_calls": out.throttled_calls, "stop_task_calls": out.stop_calls,
             "workers_left_running": out.workers_left_running, "caller_errors": out.caller_errors,

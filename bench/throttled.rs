@@ -184,6 +184,10 @@ pub struct Scenario {
     pub drain: Duration,
     /// The share of the `StopTask` refill left to `RunTask`.
     pub reserve: f64,
+    /// API processes the stops are spread over (classic Lambda runs
+    /// concurrent invocations in separate environments, each with its own
+    /// bucket; one process serving them all is Lambda Managed Instances).
+    pub api_processes: usize,
 }
 
 pub struct Outcome {
@@ -203,16 +207,20 @@ pub struct Outcome {
 pub async fn run(s: &Scenario, latency: Duration) -> Outcome {
     let (server, account) = start(latency, s.drain).await;
     let rates = EcsRates { reserve: s.reserve, ..EcsRates::default() };
-    // Two functions: two SDK configurations, two connection pools.
-    let (api_conf, fin_conf) = (crate::sdk(&server.url).await, crate::sdk(&server.url).await);
-    let api = Api::new(
-        Service::new(
-            DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&api_conf), "Runs"),
-            Paced::new(EcsWorkers::from_conf(&api_conf), rates.for_api()),
-            FanOutLimits::default(),
-        ),
-        ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
-    );
+    // Each function its own SDK configuration and connection pool.
+    let mut apis = Vec::new();
+    for _ in 0..s.api_processes.max(1) {
+        let conf = crate::sdk(&server.url).await;
+        apis.push(Api::new(
+            Service::new(
+                DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
+                Paced::new(EcsWorkers::from_conf(&conf), rates.for_api()),
+                FanOutLimits::default(),
+            ),
+            ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
+        ));
+    }
+    let fin_conf = crate::sdk(&server.url).await;
     let finalizer = Finalizer::new(
         DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&fin_conf), "Runs"),
         Paced::new(EcsWorkers::from_conf(&fin_conf), rates.for_finalizer()),
@@ -220,9 +228,9 @@ pub async fn run(s: &Scenario, latency: Duration) -> Outcome {
     );
     let run_ids: Vec<String> = (0..s.runs).map(|r| format!("n{}-thr{r}", s.workers)).collect();
     let start = Instant::now();
-    let answers = join_all(run_ids.iter().map(|id| {
+    let answers = join_all(run_ids.iter().enumerate().map(|(i, id)| {
         let req = lambda_http::request::from_str(&crate::stop_event(id).to_string()).unwrap();
-        api.handle(req)
+        apis[i % apis.len()].handle(req)
     }))
     .await;
     let caller_errors = answers.iter().filter(|r| r.status() != 200).count();

@@ -152,6 +152,28 @@ async fn a_hundred_runs_at_once_share_one_bucket() {
     assert_eq!(throttled(&ecs), 0);
 }
 
+/// The same 100 runs through 10 API processes (classic Lambda: concurrent
+/// invocations in separate environments, each with a full bucket of its
+/// own) overrun ECS's burst: the excess StopTasks are throttled once each,
+/// never resent by the API, and left to the finalizer, which paces them.
+/// Bounded (one throttle per worker beyond the burst at most), no caller
+/// error, every run STOPPED.
+#[tokio::test(start_paused = true)]
+async fn api_processes_that_cannot_see_each_other_throttle_once_then_the_finalizer_paces() {
+    let (table, ecs) = (MemTable::default(), account());
+    let keys = put_runs(&table, &ecs, 100, 10);
+    let apis: Vec<_> = (0..10).map(|_| api(&table, &ecs, rates(0.0))).collect();
+    let reports = join_all(keys.iter().enumerate().map(|(i, k)| stop(&apis[i % 10], k))).await;
+    let deferred: usize = reports.iter().map(|r| r.deferred).sum();
+    assert_eq!(reports.iter().map(|r| r.accepted).sum::<usize>() + deferred, 1000);
+    assert_eq!(throttled(&ecs), deferred, "each deferred StopTask was throttled once, not resent");
+    assert!(deferred <= 900);
+    let f = finalizer(&table, &ecs, rates(0.0));
+    let outcomes = join_all(keys.iter().map(|k| f.finalize_run(k, None))).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(RunOutcome::Stopped { .. }))), "{outcomes:?}");
+    assert_eq!(throttled(&ecs), deferred, "the finalizer's paced stops were never throttled");
+}
+
 /// The reserve is left to the schedulers: while a stop of 1,000 workers
 /// drains ECS's bucket, a scheduler's `RunTask` at 3/s (within the default
 /// 10% of 40/s) is never throttled, and neither is the stop.
