@@ -27,15 +27,21 @@
 //! throttled ECS call itself (`aws::ecs`), so a retry quota cannot turn into
 //! a storm of unpaced single attempts.
 //!
+//! The finalizer's `DescribeTasks` of different runs waiting for a read
+//! token are coalesced into one call of up to 100 tasks, so polling many
+//! runs costs a token per 100 tasks, not one per run.
+//!
 //! Time is tokio's, so the fakes tier runs all of this on a paused clock.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::ports::{Described, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet};
+use crate::ports::{Described, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet, DESCRIBE_TASKS_MAX};
 
 /// ECS's published bucket of `StopTask` (shared with `RunTask` and
 /// `StartTask`): capacity and refill per second.
@@ -226,6 +232,12 @@ impl TokenBucket {
         }
     }
 
+    /// A token taken but not used goes back.
+    pub fn give_back(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.tokens = (s.tokens + 1.0).min(self.spec.capacity);
+    }
+
     /// The rate in force now (tokens per second).
     pub fn rate(&self) -> f64 {
         self.spec.rate * self.refilled().factor
@@ -266,6 +278,7 @@ pub struct Paced<W> {
     read: Arc<TokenBucket>,
     wait: bool,
     counts: Arc<PacingCounts>,
+    describes: Arc<DescribeBatches>,
 }
 
 impl<W> Paced<W> {
@@ -276,6 +289,7 @@ impl<W> Paced<W> {
             read: Arc::new(TokenBucket::new(pacing.read)),
             wait: pacing.wait,
             counts: Arc::new(PacingCounts::default()),
+            describes: Arc::new(DescribeBatches::default()),
         }
     }
 
@@ -288,26 +302,35 @@ impl<W> Paced<W> {
     }
 
     /// One paced call: a token first (or, for the API, none left: the call is
-    /// not sent), then the call; a throttle cuts the bucket and, when this
-    /// side waits, the call goes again after its next token.
+    /// not sent), then the call.
     async fn paced<T, F, Fut>(&self, bucket: &TokenBucket, operation: &'static str, call: F) -> Result<T, UpstreamError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+    {
+        if self.wait {
+            bucket.take().await;
+        } else if !bucket.try_take() {
+            self.counts.deferred.fetch_add(1, Ordering::Relaxed);
+            return Err(UpstreamError::new(
+                "ecs",
+                operation,
+                UpstreamKind::Throttled,
+                "not sent: this function's share of the ECS bucket is spent",
+            ));
+        }
+        self.send(bucket, call).await
+    }
+
+    /// The call, with a token in hand. A throttle cuts the bucket and, when
+    /// this side waits, the call goes again after its next token.
+    async fn send<T, F, Fut>(&self, bucket: &TokenBucket, call: F) -> Result<T, UpstreamError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, UpstreamError>>,
     {
         let mut resends = 0;
         loop {
-            if self.wait {
-                bucket.take().await;
-            } else if !bucket.try_take() {
-                self.counts.deferred.fetch_add(1, Ordering::Relaxed);
-                return Err(UpstreamError::new(
-                    "ecs",
-                    operation,
-                    UpstreamKind::Throttled,
-                    "not sent: this function's share of the ECS bucket is spent",
-                ));
-            }
             match call().await {
                 Err(e) if e.kind == UpstreamKind::Throttled => {
                     self.counts.throttled.fetch_add(1, Ordering::Relaxed);
@@ -316,9 +339,129 @@ impl<W> Paced<W> {
                         return Err(e);
                     }
                     resends += 1;
+                    bucket.take().await;
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// `DescribeTasks` requests of one process waiting for a read token, per
+/// cluster. Whoever gets a token sends one call for the oldest waiting
+/// requests, up to ECS's 100 tasks, and hands each its part of the answer:
+/// while the read bucket is short, the polls of many runs share its tokens
+/// instead of queueing one call each.
+#[derive(Debug, Default)]
+struct DescribeBatches {
+    next_id: AtomicU64,
+    waiting: Mutex<HashMap<String, VecDeque<Waiting>>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    tasks: Vec<String>,
+    reply: oneshot::Sender<Result<Described, UpstreamError>>,
+}
+
+impl DescribeBatches {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Waiting>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The oldest requests of `cluster` that fit one call, if request `id`
+    /// is still waiting (else another caller is already answering it).
+    fn take_batch(&self, cluster: &str, id: u64) -> Option<Vec<Waiting>> {
+        let mut waiting = self.lock();
+        let queue = waiting.get_mut(cluster)?;
+        if !queue.iter().any(|w| w.id == id) {
+            return None;
+        }
+        let mut batch: Vec<Waiting> = Vec::new();
+        let mut tasks = 0;
+        while let Some(next) = queue.front() {
+            if !batch.is_empty() && tasks + next.tasks.len() > DESCRIBE_TASKS_MAX {
+                break;
+            }
+            tasks += next.tasks.len();
+            batch.extend(queue.pop_front());
+        }
+        if queue.is_empty() {
+            waiting.remove(cluster);
+        }
+        Some(batch)
+    }
+}
+
+/// Takes a cancelled request out of the queue, so nobody describes for it.
+struct Enqueued<'a> {
+    batches: &'a DescribeBatches,
+    cluster: &'a str,
+    id: u64,
+}
+
+impl Drop for Enqueued<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.batches.lock();
+        if let Some(queue) = waiting.get_mut(self.cluster) {
+            queue.retain(|w| w.id != self.id);
+            if queue.is_empty() {
+                waiting.remove(self.cluster);
+            }
+        }
+    }
+}
+
+impl<W: WorkerFleet> Paced<W> {
+    /// `DescribeTasks` for `tasks`, coalesced with the other requests of this
+    /// process waiting for a read token (see [`DescribeBatches`]).
+    async fn describe_coalesced(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
+        let (reply, mut answer) = oneshot::channel();
+        let id = self.describes.next_id.fetch_add(1, Ordering::Relaxed);
+        self.describes.lock().entry(cluster.to_owned()).or_default().push_back(Waiting {
+            id,
+            tasks: tasks.to_vec(),
+            reply,
+        });
+        let _enqueued = Enqueued { batches: &self.describes, cluster, id };
+        let lost = || UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Fault, "the batch's call was cancelled");
+        loop {
+            tokio::select! {
+                biased;
+                answered = &mut answer => return answered.unwrap_or_else(|_| Err(lost())),
+                () = self.read.take() => {
+                    let Some(batch) = self.describes.take_batch(cluster, id) else {
+                        // Another caller took this request into its call: the
+                        // token goes back, the answer comes from that call.
+                        self.read.give_back();
+                        return answer.await.unwrap_or_else(|_| Err(lost()));
+                    };
+                    self.answer_batch(cluster, batch).await;
+                }
+            }
+        }
+    }
+
+    /// One `DescribeTasks` for a batch (a token in hand); each request gets
+    /// the tasks it asked about, or the call's error.
+    async fn answer_batch(&self, cluster: &str, batch: Vec<Waiting>) {
+        let mut all: Vec<String> = batch.iter().flat_map(|w| w.tasks.iter().cloned()).collect();
+        all.sort();
+        all.dedup();
+        let result = self.send(&self.read, || self.inner.describe_tasks(cluster, &all)).await;
+        for w in batch {
+            let part = match &result {
+                Ok(d) => {
+                    let asked: HashSet<&String> = w.tasks.iter().collect();
+                    Ok(Described {
+                        found: d.found.iter().filter(|t| asked.contains(&t.arn)).cloned().collect(),
+                        missing: d.missing.iter().filter(|t| asked.contains(t)).cloned().collect(),
+                    })
+                }
+                Err(e) => Err(e.clone()),
+            };
+            let _ = w.reply.send(part);
         }
     }
 }
@@ -330,8 +473,14 @@ impl<W: WorkerControl> WorkerControl for Paced<W> {
 }
 
 impl<W: WorkerFleet> WorkerFleet for Paced<W> {
+    /// The finalizer's (which waits for tokens) are coalesced across runs;
+    /// the API never describes.
     async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
-        self.paced(&self.read, "DescribeTasks", || self.inner.describe_tasks(cluster, tasks)).await
+        if self.wait {
+            self.describe_coalesced(cluster, tasks).await
+        } else {
+            self.paced(&self.read, "DescribeTasks", || self.inner.describe_tasks(cluster, tasks)).await
+        }
     }
 
     /// One token per call, however many pages it reads (a page holds 100

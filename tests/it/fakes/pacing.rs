@@ -232,7 +232,11 @@ async fn finalizers_on_one_account_back_off_instead_of_storming() {
 
 /// The finalizer's polling follows the read bucket: 100 runs whose workers
 /// take 20 checks to drain, polled at once, never exceed ECS's read bucket
-/// (no throttled `DescribeTasks`), and all end STOPPED.
+/// (no throttled `DescribeTasks`), and all end STOPPED. The polls of
+/// different runs waiting for a token share calls of up to 100 tasks: each
+/// run needs at least 21 checks, so one call per run and check would be at
+/// least 2,100 calls; coalesced, under half of that (without coalescing this
+/// took 2,190 calls and 104 s, with it 790 calls and 35 s).
 #[tokio::test(start_paused = true)]
 async fn polling_many_runs_follows_the_read_bucket() {
     let (table, ecs) = (MemTable::default(), MemEcs { stop_lag: 20, ..account() });
@@ -247,4 +251,5 @@ async fn polling_many_runs_follows_the_read_bucket() {
     let elapsed = (Instant::now() - start).as_secs_f64();
     let describes = ecs.describe_calls.load(std::sync::atomic::Ordering::SeqCst) as f64;
     assert!(describes <= 100.0 + 20.0 * elapsed + 1.0, "{describes} DescribeTasks in {elapsed} s");
+    assert!(describes < 2100.0 / 2.0, "{describes} DescribeTasks: the runs' polls were not coalesced");
 }
