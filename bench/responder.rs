@@ -130,18 +130,13 @@ async fn precise_sleep(d: Duration) {
     tokio::task::spawn_blocking(move || std::thread::sleep(d)).await.expect("the sleep thread");
 }
 
+/// A response of the responder, once its latency has passed.
+pub type Answer = std::pin::Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
 /// The responder's request handler: answers after `latency`, counting into
 /// `counts`. Served over plain HTTP by [`Responder::start`], and over HTTPS by
 /// the Lambda-CPU section (bench/lambda_cpu.rs).
-pub fn handler(
-    counts: Arc<Counts>,
-    latency: Duration,
-) -> impl Fn(
-    Request<Incoming>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>
-       + Send
-       + Sync
-       + 'static {
+pub fn handler(counts: Arc<Counts>, latency: Duration) -> impl Fn(Request<Incoming>) -> Answer + Send + Sync + 'static {
     move |req: Request<Incoming>| {
         let c = counts.clone();
         Box::pin(async move {
