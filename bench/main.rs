@@ -9,10 +9,13 @@
 //! 4. Binary sizes and peak RSS during an N = 500 stop.
 //! 5. Finalizer throughput: 100 STOPPING runs × 10 workers in one batch.
 //! 6. Server-side throughput of one `run-api` process with managed concurrency.
+//! 7. The release binary under Lambda's CPU share of a memory size (a cgroup
+//!    CPU quota), over HTTP and HTTPS, warm and cold (bench/lambda_cpu.rs).
 //!
 //! `--smoke` runs one tiny configuration (for `make test`); it never judges a
 //! number. `--latency-only` runs section 1 alone; `--latency-ms D` sets D. Results: printed, and written to bench/results/latest.{md,json}.
 
+mod lambda_cpu;
 mod responder;
 mod throttled;
 // Shared with the crash tests, which drive the same binaries.
@@ -336,8 +339,15 @@ fn spawn_function(
     responder: &Responder,
     max_concurrency: usize,
 ) -> std::process::Child {
-    Command::new(bin)
-        .env_clear()
+    function_command(bin, runtime, &responder.url, max_concurrency)
+        .spawn()
+        .expect("start the release binary (make bench builds it)")
+}
+
+/// The function's command line and environment, its AWS endpoint `endpoint_url`.
+fn function_command(bin: &Path, runtime: &RuntimeApi, endpoint_url: &str, max_concurrency: usize) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
         .env("AWS_LAMBDA_FUNCTION_NAME", "run-api")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
@@ -345,7 +355,7 @@ fn spawn_function(
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
         .env("AWS_LAMBDA_MAX_CONCURRENCY", max_concurrency.to_string())
-        .env("AWS_ENDPOINT_URL", &responder.url)
+        .env("AWS_ENDPOINT_URL", endpoint_url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
@@ -353,9 +363,8 @@ fn spawn_function(
         .env("ECS_STOP_RATE", RESTED_STOP_RATE.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the release binary (make bench builds it)")
+        .stderr(Stdio::null());
+    cmd
 }
 
 async fn wait_first_poll(runtime: &RuntimeApi) -> Instant {
@@ -533,6 +542,11 @@ fn size_of(path: &Path) -> Option<u64> {
 async fn main() {
     let o = opts();
     let responder = Arc::new(Responder::start(o.latency).await);
+    if lambda_cpu::only() {
+        let header = format!("# Benchmark results (section 7 alone)\n\n{} — {}.\n", today(), machine());
+        lambda_cpu::standalone(&responder, o.latency, &o.out, &header).await;
+        return;
+    }
     let mut md = String::new();
     let mut js = json!({"machine": machine(), "date": today(), "service_latency_ms": ms(o.latency), "smoke": o.smoke});
     md.push_str(&format!(
@@ -586,6 +600,12 @@ async fn main() {
     md.push_str("\n## 1b. The same through the Lambda runtime (release `run-api` binary)\n\n");
     md.push_str("Each stop is an event handed out by a minimal Runtime API and timed until the function posts its response: event decoding, response encoding and two local HTTP hops on top of the handler. Same floor.\n\n");
     js["stop_latency_via_runtime"] = latency_table(&mut md, &rows);
+
+    if let Some(sec) = lambda_cpu::section(&responder, o.latency).await {
+        md.push_str(&sec.md);
+        js["stop_latency_lambda_cpu"] = sec.warm;
+        js["cold_start_lambda_cpu"] = sec.cold;
+    }
 
     let sizes: Vec<(String, Option<u64>, Option<u64>)> = ["run-api", "stop-finalizer"]
         .iter()

@@ -8,6 +8,7 @@
 //! A run's worker count is encoded in its id: `n{N}-...` has N workers.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,37 +130,44 @@ pub async fn precise_sleep(d: Duration) {
     tokio::task::spawn_blocking(move || std::thread::sleep(d)).await.expect("the sleep thread");
 }
 
+/// A response of the responder, once its latency has passed.
+pub type Answer = std::pin::Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+/// The responder's request handler: answers after `latency`, counting into
+/// `counts`. Served over plain HTTP by [`Responder::start`], and over HTTPS by
+/// the Lambda-CPU section (bench/lambda_cpu.rs).
+pub fn handler(counts: Arc<Counts>, latency: Duration) -> impl Fn(Request<Incoming>) -> Answer + Send + Sync + 'static {
+    move |req: Request<Incoming>| {
+        let c = counts.clone();
+        Box::pin(async move {
+            let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let out = answer(&target, &body, &c);
+            let slept = std::time::Instant::now();
+            precise_sleep(latency).await;
+            c.injected_nanos.fetch_add(slept.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            c.injected_count.fetch_add(1, Ordering::Relaxed);
+            let ctype = if target.starts_with("DynamoDB") {
+                "application/x-amz-json-1.0"
+            } else {
+                "application/x-amz-json-1.1"
+            };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", ctype)
+                    .header("x-amzn-requestid", "bench")
+                    .body(Full::new(Bytes::from(out.to_string())))
+                    .unwrap(),
+            )
+        })
+    }
+}
+
 impl Responder {
     pub async fn start(latency: Duration) -> Responder {
         let counts = Arc::new(Counts::default());
-        let c = counts.clone();
-        let server = serve(move |req: Request<Incoming>| {
-            let c = c.clone();
-            async move {
-                let target =
-                    req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let out = answer(&target, &body, &c);
-                let slept = std::time::Instant::now();
-                precise_sleep(latency).await;
-                c.injected_nanos.fetch_add(slept.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                c.injected_count.fetch_add(1, Ordering::Relaxed);
-                let ctype = if target.starts_with("DynamoDB") {
-                    "application/x-amz-json-1.0"
-                } else {
-                    "application/x-amz-json-1.1"
-                };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", ctype)
-                        .header("x-amzn-requestid", "bench")
-                        .body(Full::new(Bytes::from(out.to_string())))
-                        .unwrap(),
-                )
-            }
-        })
-        .await;
+        let server = serve(handler(counts.clone(), latency)).await;
         Responder { url: server.url.clone(), counts, _server: server }
     }
 }
