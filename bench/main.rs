@@ -11,9 +11,13 @@
 //! 6. Server-side throughput of one `run-api` process with managed concurrency.
 //! 7. The release binary under Lambda's CPU share of a memory size (a cgroup
 //!    CPU quota), over HTTP and HTTPS, warm and cold (bench/lambda_cpu.rs).
+//! 8. Stops of 250 to 2,000 workers, and 100 runs at once, under ECS's real
+//!    rate limits (a responder enforcing its buckets, bench/throttled.rs).
 //!
 //! `--smoke` runs one tiny configuration (for `make test`); it never judges a
-//! number. `--latency-only` runs section 1 alone; `--latency-ms D` sets D. Results: printed, and written to bench/results/latest.{md,json}.
+//! number. `--latency-only` runs section 1 alone, `--throttled-only` section
+//! 8, `--lambda-cpu-only` section 7; `--latency-ms D` sets D. Results:
+//! printed, and written to bench/results/latest.{md,json}.
 
 mod lambda_cpu;
 mod responder;
@@ -55,7 +59,7 @@ struct Opts {
     /// Only the in-process latency rows (section 1), printed, nothing
     /// written: the quick loop for investigating a ratio.
     latency_only: bool,
-    /// Only the throttled scenarios (section 7), printed, nothing written.
+    /// Only the throttled scenarios (section 8), printed, nothing written.
     throttled_only: bool,
     latency: Duration,
     out: PathBuf,
@@ -451,7 +455,7 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
     rate
 }
 
-/// Section 7: the throttled scenarios, as a Markdown table and JSON rows.
+/// Section 8: the throttled scenarios, as a Markdown table and JSON rows.
 async fn throttled_section(o: &Opts, md: &mut String) -> Value {
     let d = o.latency;
     let none = Duration::ZERO;
@@ -473,7 +477,7 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
             scenario(10, 16, Duration::from_secs(3), 0.0),
         ]
     };
-    md.push_str("\n## 7. Under ECS's rate limits (throttled responder)\n\n");
+    md.push_str("\n## 8. Under ECS's rate limits (throttled responder)\n\n");
     md.push_str("The responder enforces ECS's per-account buckets (StopTask 100 + 40/s, DescribeTasks/ListTasks 100 + 20/s; HTTP 400 ThrottlingException without a token) and tasks drain for the given time after StopTask. The API (every stop of the scenario at once, in one process unless \"API processes\" says more: classic Lambda runs concurrent invocations in separate environments, each with its own bucket) and the finalizer (one stream batch of every run) have their own SDK clients and buckets. Floor = D + (workers beyond the burst of 100) / 40 s; reserve = the share of the refill left to RunTask. Lag = STOPPED minus the exit of the run's last worker.\n\n");
     md.push_str("| workers | runs | API processes | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
     md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -564,7 +568,7 @@ async fn main() {
 
     let rows = stop_latency(&o, &responder).await;
     md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
-    md.push_str(&format!("Physical floor = D × (1 + ceil(N / {CONCURRENCY})): one write, then ECS's burst of 100 StopTasks at once; the old floor, D × (1 + ceil(N / 32)), was the old concurrency's. Both with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another). Each stop meets a rested ECS bucket (refill {RESTED_STOP_RATE}/s); section 7 has the published rates.\n\n"));
+    md.push_str(&format!("Physical floor = D × (1 + ceil(N / {CONCURRENCY})): one write, then ECS's burst of 100 StopTasks at once; the old floor, D × (1 + ceil(N / 32)), was the old concurrency's. Both with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another). Each stop meets a rested ECS bucket (refill {RESTED_STOP_RATE}/s); section 8 has the published rates.\n\n"));
     js["stop_latency"] = latency_table(&mut md, &rows);
     if o.latency_only {
         println!("{md}");
