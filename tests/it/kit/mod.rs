@@ -5,7 +5,8 @@
 //! ([`stream`]), the fault proxy ([`proxy`]), the Lambda Runtime API
 //! ([`runtime_api`]), the SigV4 verifier ([`sigv4`]), the one loopback HTTP
 //! server they are built on ([`serve`]), and the API Gateway HTTP API
-//! (payload 2.0) event builder ([`http_event`], [`raw_http_event`]).
+//! (payload 2.0) event builder ([`http_event`], [`raw_http_event`]), and
+//! the driver of `make local` / `make sam-local` ([`local_stack`]).
 //!
 //! moto comes from the project's virtualenv (`make venv`, which `make test`
 //! runs first). If it is missing the tests fail with that instruction: an
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod local_stack;
 pub mod proxy;
 pub mod runtime_api;
 pub mod serve;
