@@ -20,12 +20,12 @@ events/sam-local-env.json, the file `sam local invoke` uses too.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
 from pathlib import Path
 
+from .aws import aws_env
 from .common import REGION, ROOT, StackError, say
 from .reconciler import FUNCTION as RECONCILER
 from .settings import LocalSettings
@@ -42,21 +42,13 @@ FUNCTION_IDS = {"run-api": "RunApiFunction", "stop-finalizer": "StopFinalizerFun
 
 
 def sam_env() -> dict:
-    """The SAM CLI's environment: offline (no telemetry, no version check, no
-    instance metadata), the local region, and the local stack's fake
-    credentials, which SAM hands to the function containers."""
-    env = dict(os.environ)
-    for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+    """The SAM CLI's environment: the local stack's fake credentials and
+    region (`aws_env`), which SAM hands to the function containers, and
+    offline (no telemetry, no version check, no instance metadata)."""
+    env = aws_env()
+    for k in ("AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         env.pop(k, None)
-    env.update(
-        SAM_CLI_TELEMETRY="0",
-        SAM_CLI_DISABLE_VERSION_CHECK="1",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    env.update(SAM_CLI_TELEMETRY="0", SAM_CLI_DISABLE_VERSION_CHECK="1", AWS_EC2_METADATA_DISABLED="true")
     return env
 
 
@@ -85,10 +77,18 @@ def bridge_gateway() -> str | None:
     """The host's address on Docker's default bridge (what host-gateway
     resolves to in a container), or None (Docker Desktop: its VM's)."""
     r = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}")
-    if r.returncode != 0:
+    addrs = r.stdout.split() if r.returncode == 0 else []
+    if addrs:
+        return addrs[0]
+    # The default bridge often names no gateway: it is docker0's address.
+    try:
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "docker0"], capture_output=True, text=True, timeout=10).stdout
+    except (FileNotFoundError, subprocess.TimeoutExpired):
         return None
-    addrs = r.stdout.split()
-    return addrs[0] if addrs else None
+    for word in out.split():
+        if "/" in word and word.count(".") == 3:
+            return word.split("/")[0]
+    return None
 
 
 class Forwarder:
