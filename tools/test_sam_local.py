@@ -42,13 +42,19 @@ def test_the_env_file_sets_only_variables_the_template_declares():
         assert all(isinstance(v, str) for v in variables.values())
 
 
-def test_the_stack_env_file_carries_the_reconcile_delay(tmp_path):
-    """make sam-local's copy of the env file has LOCAL_RECONCILE_AFTER_MS as
-    the reconciler's RECONCILE_AFTER_MS, the rest as shipped."""
+def test_the_stack_env_file_points_at_its_moto_and_serves_without_identity(tmp_path):
+    """make sam-local's copy of the env file: every function's
+    AWS_ENDPOINT_URL is the stack's moto as a container sees it, run-api
+    (only) has ALLOW_UNAUTHENTICATED_LOCAL=true (start-api sends no IAM
+    identity), the reconciler LOCAL_RECONCILE_AFTER_MS; the rest as shipped."""
     settings = LocalSettings(stream_mapping=True, reconcile_period_s=10.0, reconcile_after_ms=7000)
-    written = json.loads(env_vars_file(settings, tmp_path).read_text())
+    written = json.loads(env_vars_file(settings, tmp_path, 5123).read_text())
     shipped = json.loads(ENV_FILE.read_text())
-    assert written["StopReconcilerFunction"]["RECONCILE_AFTER_MS"] == "7000"
+    for function, variables in shipped.items():
+        assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:5000", function
+        assert "ALLOW_UNAUTHENTICATED_LOCAL" not in variables, "the shipped file keeps run-api's IAM check"
+        variables["AWS_ENDPOINT_URL"] = "http://host.docker.internal:5123"
+    shipped["RunApiFunction"]["ALLOW_UNAUTHENTICATED_LOCAL"] = "true"
     shipped["StopReconcilerFunction"]["RECONCILE_AFTER_MS"] = "7000"
     assert written == shipped
 

@@ -10,11 +10,13 @@ containers instead of `cargo lambda watch`.
 Both serve the arm64 build of `sam build` (target/sam/build/) in the image
 `public.ecr.aws/lambda/provided:al2023-arm64` (the real one, or the stand-in of
 tools/samlocal/standin_image.py), with SAM's Runtime Interface Emulator. The
-functions reach moto through the template's LocalEndpointUrl parameter
+functions reach moto through AWS_ENDPOINT_URL
 (`http://host.docker.internal:PORT`, the host seen from a container) and run-api
-serves callers without an IAM identity through LocalUnauthenticated=true:
-both off in a deployed stack. Their other local settings come from
-events/sam-local-env.json, the file `sam local invoke` uses too.
+serves callers without an IAM identity (ALLOW_UNAUTHENTICATED_LOCAL): the
+template declares both variables only under its LocalEndpointUrl and
+LocalUnauthenticated conditions, absent in a deployed stack; locally their
+values come from an --env-vars file based on events/sam-local-env.json, the
+file `sam local invoke` uses too (see `local_parameters`).
 """
 
 from __future__ import annotations
@@ -150,7 +152,13 @@ class Forwarder:
 
 
 def local_parameters(aws_port: int, unauthenticated: bool = True) -> list[str]:
-    """The template parameters that point the functions at the local stack."""
+    """The template parameters that point the functions at the local stack.
+
+    SAM CLI 1.170 cannot evaluate the template's `!If [..., !Ref AWS::NoValue]`
+    (its resolver fails on NoValue and leaves the variable blank), so the
+    values that take effect come from the env file (`env_vars_file`), which
+    may set them because the template declares them; the parameters are
+    passed as well, so that a SAM CLI that evaluates them agrees."""
     return [f"LocalEndpointUrl=http://{HOST_FROM_CONTAINER}:{aws_port}", f"LocalUnauthenticated={'true' if unauthenticated else 'false'}"]
 
 
@@ -184,9 +192,14 @@ def remove_containers(aws_port: int) -> int:
     return len(ids)
 
 
-def env_vars_file(settings: LocalSettings, log_dir: Path) -> Path:
-    """events/sam-local-env.json with this stack's reconcile delay."""
+def env_vars_file(settings: LocalSettings, log_dir: Path, aws_port: int) -> Path:
+    """events/sam-local-env.json for this stack: its moto port, its reconcile
+    delay, and run-api serving callers without an IAM identity (start-api
+    sends none)."""
     env = json.loads(ENV_FILE.read_text())
+    for variables in env.values():
+        variables["AWS_ENDPOINT_URL"] = f"http://{HOST_FROM_CONTAINER}:{aws_port}"
+    env[FUNCTION_IDS["run-api"]]["ALLOW_UNAUTHENTICATED_LOCAL"] = "true"
     env[FUNCTION_IDS[RECONCILER]]["RECONCILE_AFTER_MS"] = str(settings.reconcile_after_ms)
     out = log_dir / "sam-local-env.json"
     out.write_text(json.dumps(env, indent=2) + "\n")
@@ -254,7 +267,7 @@ class SamStack(Stack):
             except OSError as e:
                 raise StackError(f"cannot listen on {gateway}:{self.aws_port} (Docker's bridge) for the containers: {e}.") from e
             say(f"- moto is reachable from the containers as http://{HOST_FROM_CONTAINER}:{self.aws_port} (via {gateway})")
-        env_file = env_vars_file(settings, self.log_dir)
+        env_file = env_vars_file(settings, self.log_dir, self.aws_port)
         say(
             f"- starting run-api behind `sam local start-api` on {self.base_url} and stop-finalizer and {RECONCILER} behind "
             f"`sam local start-lambda` on {self.invoke_url}: arm64 Lambda containers from target/sam/build/ "

@@ -56,7 +56,11 @@ start() {
 	mkdir -p "$STATE"
 	say "starting dockerd (log: $LOG)"
 	# Its own session, so that it outlives this script and is stopped by `stop`.
-	setsid dockerd >"$LOG" 2>&1 </dev/null &
+	# No userland proxy: a published port then refuses connections until the
+	# container listens on it, which is what SAM waits for before it invokes (with
+	# the proxy it connects at once and gives up after 3 quick tries while an
+	# emulated runtime is still starting: "No response from invoke container").
+	setsid dockerd --userland-proxy=false >"$LOG" 2>&1 </dev/null &
 	echo $! >"$PIDFILE"
 	for _ in $(seq 1 120); do
 		if docker info >/dev/null 2>&1; then

@@ -128,7 +128,11 @@ impl RunningStack {
                         let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
                         panic!("the stack exited with {status} before READY:\n{}\n{err}", transcript.join("\n"));
                     }
-                    assert!(started.elapsed() < ready_within, "no READY within {ready_within:?}:\n{}", transcript.join("\n"));
+                    assert!(
+                        started.elapsed() < ready_within,
+                        "no READY within {ready_within:?}:\n{}",
+                        transcript.join("\n")
+                    );
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => panic!("stdout closed:\n{}", transcript.join("\n")),
             }
@@ -164,7 +168,14 @@ impl RunningStack {
 /// `api`, see STOPPED through GetWorkflowRun within `within`, every worker
 /// task of moto's ECS at `aws` STOPPED (`workers` of them) and exactly one
 /// `STOPPING → STOPPED` in the table's stream; the `Stopped` event's `FinalizedBy`.
-pub async fn stop_and_wait_stopped(api: &str, aws: &str, arn: &str, run_id: &str, workers: usize, within: Duration) -> String {
+pub async fn stop_and_wait_stopped(
+    api: &str,
+    aws: &str,
+    arn: &str,
+    run_id: &str,
+    workers: usize,
+    within: Duration,
+) -> String {
     let client = aws_sdk_mwaaserverless::Client::new(&sdk_config_for(api).await);
     let out = client.stop_workflow_run().workflow_arn(arn).run_id(run_id).send().await.expect("stop");
     assert_eq!(out.status(), Some(&WorkflowRunStatus::Stopping));

@@ -6,14 +6,13 @@
 //! test`) checks those first and runs them with `--ignored`, or prints one
 //! SKIPPED line naming what is missing (a failure in CI).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::kit::local_stack::{all_workers_stopped, finalized_once, stop_and_wait_stopped, RunningStack};
 use crate::kit::*;
 use serde_json::Value;
-
 
 /// The ids of the Lambda containers of the stack whose moto is on `aws_port`
 /// (they carry its endpoint in their environment), running or not.
@@ -25,8 +24,11 @@ fn containers_of(aws_port: u16) -> Vec<String> {
     if ids.is_empty() {
         return ids;
     }
-    let inspect =
-        Command::new("docker").args(["inspect", "--format", "{{.Id}} {{json .Config.Env}}"]).args(&ids).output().unwrap();
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}} {{json .Config.Env}}"])
+        .args(&ids)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&inspect.stdout)
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -39,16 +41,13 @@ fn containers_of(aws_port: u16) -> Vec<String> {
 /// credentials (which SAM hands to the function's container).
 fn sam() -> Command {
     let mut cmd = Command::new(project_dir().join(".venv-sam/bin/sam"));
-    as_from_a_shell(&mut cmd)
-        .current_dir(project_dir())
-        .env_remove("AWS_PROFILE")
-        .envs([
-            ("SAM_CLI_TELEMETRY", "0"),
-            ("SAM_CLI_DISABLE_VERSION_CHECK", "1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]);
+    as_from_a_shell(&mut cmd).current_dir(project_dir()).env_remove("AWS_PROFILE").envs([
+        ("SAM_CLI_TELEMETRY", "0"),
+        ("SAM_CLI_DISABLE_VERSION_CHECK", "1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
     cmd
 }
 
@@ -63,15 +62,34 @@ fn invoke_answer(out: &Output, what: &str) -> Value {
         .unwrap_or_else(|| panic!("{what}: no JSON answer in:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// events/sam-local-env.json for the stack whose moto is on `aws_port` (the
+/// shipped file names the default port, 5000), plus `extra` (function,
+/// variable, value) entries; written into `dir`.
+fn env_file(aws_port: u16, dir: &Path, name: &str, extra: &[(&str, &str, &str)]) -> PathBuf {
+    let shipped = std::fs::read_to_string(project_dir().join("events/sam-local-env.json")).unwrap();
+    let mut env: Value = serde_json::from_str(&shipped).unwrap();
+    for (_, vars) in env.as_object_mut().unwrap() {
+        assert_eq!(vars["AWS_ENDPOINT_URL"], "http://host.docker.internal:5000");
+        vars["AWS_ENDPOINT_URL"] = format!("http://host.docker.internal:{aws_port}").into();
+    }
+    for (function, var, value) in extra {
+        env[*function][*var] = (*value).into();
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, env.to_string()).unwrap();
+    path
+}
+
 /// `sam local invoke --config-env local FUNCTION --event FILE`, the command
-/// docs/deploy.md gives, against the stack whose moto is on `aws_port` (the
-/// documented command assumes the default port 5000), plus `extra` parameters.
-fn invoke(function: &str, event: &str, aws_port: u16, extra: &[&str]) -> Value {
+/// docs/deploy.md gives, with `env` in place of the shipped env file (for
+/// the stack's port) and the same port in the parameter overrides.
+fn invoke(function: &str, event: &str, env: &Path, aws_port: u16) -> Value {
     let started = Instant::now();
     let out = sam()
-        .args(["local", "invoke", "--config-env", "local", function, "--event", event, "--parameter-overrides"])
+        .args(["local", "invoke", "--config-env", "local", function, "--event", event, "--env-vars"])
+        .arg(env)
+        .arg("--parameter-overrides")
         .arg(format!("LocalEndpointUrl=http://host.docker.internal:{aws_port}"))
-        .args(extra)
         .output()
         .expect("run sam local invoke");
     eprintln!("sam local invoke {function} --event {event}: {:?}", started.elapsed());
@@ -114,9 +132,12 @@ print(first, state)
 /// names start-api's root as the API; the demo run stopped with
 /// aws-sdk-mwaaserverless reaches STOPPED with its three workers stopped,
 /// finalized by the stream mapping through `sam local start-lambda`; a second
-/// run seeded with `make seed`'s command is stopped with botocore; then
-/// `sam local invoke` of every events/ file gives its documented answer; and
-/// SIGTERM leaves no process and no Lambda container behind.
+/// run seeded with `make seed`'s command is stopped with botocore; then,
+/// against the same stack, `sam local invoke` of every events/ file gives its
+/// documented answer and a request without an IAM identity is served only
+/// with the template's local switch; and SIGTERM leaves no process and no
+/// Lambda container behind. (One stack for all: each start costs minutes of
+/// emulated cold starts.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker, the arm64 sam build and the Lambda image: make sam-local-test"]
 async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
@@ -146,7 +167,10 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
         .unwrap();
     let text = String::from_utf8_lossy(&seeded.stdout);
     assert!(seeded.status.success(), "seed: {text}{}", String::from_utf8_lossy(&seeded.stderr));
-    assert!(text.contains(&format!("--endpoint-url http://127.0.0.1:{api_port} ")), "seed names start-api's URL: {text}");
+    assert!(
+        text.contains(&format!("--endpoint-url http://127.0.0.1:{api_port} ")),
+        "seed names start-api's URL: {text}"
+    );
     let run_line = text.lines().find_map(|l| l.strip_prefix("RUN ")).expect("a RUN line");
     let mut it = run_line.split(' ').map(|p| p.split_once('=').unwrap().1.to_owned());
     let (arn2, run2) = (it.next().unwrap(), it.next().unwrap());
@@ -154,7 +178,8 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     all_workers_stopped(&stack.aws, 5).await;
     assert_eq!(finalized_once(&stack.aws, &arn2, &run2).await, "stream");
 
-    invoke_every_event(aws_port);
+    invoke_every_event(aws_port, &log_dir);
+    unauthenticated_only_with_the_local_switch(aws_port, &log_dir);
 
     // The warm containers of start-api and start-lambda, one per function.
     let containers = containers_of(aws_port);
@@ -166,27 +191,60 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
 
 /// `sam local invoke` of each events/ file with the documented command
 /// (`--config-env local`, samconfig.toml), against the stack on `aws_port`:
-/// the documented answers (docs/deploy.md).
-fn invoke_every_event(aws_port: u16) {
-    let events: Vec<String> = std::fs::read_dir(project_dir().join("events"))
+/// the documented answers (docs/deploy.md). The events name a run the stack
+/// does not have.
+fn invoke_every_event(aws_port: u16, dir: &Path) {
+    let env = env_file(aws_port, dir, "invoke-env.json", &[]);
+    let mut events: Vec<String> = std::fs::read_dir(project_dir().join("events"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".json") && n != "sam-local-env.json")
         .collect();
     let mut checked = Vec::new();
-    for name in ["get-workflow-run.json", "stop-workflow-run.json", "stop-workflow-run-malformed.json"] {
-        let answer = invoke("RunApiFunction", &format!("events/{name}"), aws_port, &[]);
-        let expected = if name.contains("malformed") { (400, "ValidationException") } else { (404, "ResourceNotFoundException") };
-        assert_eq!(answer["statusCode"], expected.0, "{name}: {answer}");
-        assert_eq!(header(&answer, "x-amzn-errortype"), Some(expected.1), "{name}: {answer}");
+    for (name, error) in [
+        ("get-workflow-run.json", "ResourceNotFoundException"),
+        ("stop-workflow-run.json", "ResourceNotFoundException"),
+        ("stop-workflow-run-malformed.json", "ValidationException"),
+    ] {
+        let answer = invoke("RunApiFunction", &format!("events/{name}"), &env, aws_port);
+        assert_eq!(answer["statusCode"], 400, "{name}: {answer}");
+        assert_eq!(header(&answer, "x-amzn-errortype"), Some(error), "{name}: {answer}");
         checked.push(name.to_owned());
     }
-    let answer = invoke("StopFinalizerFunction", "events/stop-finalizer-stream.json", aws_port, &[]);
-    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}), "a STOPPING record of an unknown run: nothing to do");
+    let answer = invoke("StopFinalizerFunction", "events/stop-finalizer-stream.json", &env, aws_port);
+    assert_eq!(
+        answer,
+        serde_json::json!({"batchItemFailures": []}),
+        "a STOPPING record of an unknown run: nothing to do"
+    );
     checked.push("stop-finalizer-stream.json".to_owned());
-    let mut all = events.clone();
-    all.sort();
+    events.sort();
     checked.sort();
-    assert_eq!(all, checked, "every file in events/ is invoked");
-    assert!(Path::new(&project_dir().join("events/sam-local-env.json")).exists());
+    assert_eq!(events, checked, "every file in events/ is invoked");
+}
+
+/// What `sam local start-api` sends: an HTTP API event without
+/// `requestContext.authorizer`. run-api refuses it (AccessDeniedException)
+/// unless ALLOW_UNAUTHENTICATED_LOCAL is set, which the template lets an
+/// env file set only because it declares the variable (under its
+/// LocalUnauthenticated condition); with it, the request is served (no
+/// such run).
+fn unauthenticated_only_with_the_local_switch(aws_port: u16, dir: &Path) {
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(project_dir().join("events/get-workflow-run.json")).unwrap())
+            .unwrap();
+    event["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    let file = dir.join("get-workflow-run-without-identity.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let refused = invoke("RunApiFunction", file, &env_file(aws_port, dir, "iam-env.json", &[]), aws_port);
+    assert_eq!(header(&refused, "x-amzn-errortype"), Some("AccessDeniedException"), "{refused}");
+    let local = env_file(
+        aws_port,
+        dir,
+        "unauthenticated-env.json",
+        &[("RunApiFunction", "ALLOW_UNAUTHENTICATED_LOCAL", "true")],
+    );
+    let served = invoke("RunApiFunction", file, &local, aws_port);
+    assert_eq!(header(&served, "x-amzn-errortype"), Some("ResourceNotFoundException"), "{served}");
 }
