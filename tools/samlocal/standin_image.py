@@ -132,7 +132,8 @@ def build_archive(key: str, out: Path) -> None:
         "architecture": "arm64",
         "os": "linux",
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "config": {"Env": ENV, "WorkingDir": "/var/task", "Entrypoint": ["/var/runtime/bootstrap"], "Labels": {LABEL: key}},
+        # No entry point: SAM runs its Runtime Interface Emulator as the entry point.
+        "config": {"Env": ENV, "WorkingDir": "/var/task", "Labels": {LABEL: key}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": f"tools/samlocal/standin_image.py: debootstrap --variant=minbase --arch=arm64 {SUITE}"}],
     }
