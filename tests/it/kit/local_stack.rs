@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_mwaaserverless::types::WorkflowRunStatus;
 
-use super::{s, sdk_config_for, StreamTail};
+use super::{get_run, sdk_config_for, StreamTail};
 
 /// `(pid, start time)` of every descendant of `root`, read from /proc.
 pub fn descendants(root: u32) -> HashSet<(u32, u64)> {
@@ -229,17 +229,7 @@ pub async fn finalized_once(aws: &str, arn: &str, run_id: &str) -> String {
         })
         .count();
     assert_eq!(to_stopped, 1, "exactly one STOPPING → STOPPED");
-    let item = ddb
-        .get_item()
-        .table_name("WorkflowRuns")
-        .key("WorkflowArn", s(arn))
-        .key("RunId", s(run_id))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = get_run(&ddb, "WorkflowRuns", arn, run_id).await.expect("the run's item");
     let stopped = item["History"]
         .as_l()
         .unwrap()

@@ -330,16 +330,7 @@ impl World {
     }
 
     pub async fn get_item(&self, arn: &str, run_id: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("WorkflowArn", s(arn))
-            .key("RunId", s(run_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+        get_run(&self.ddb, &self.table, arn, run_id).await
     }
 
     /// Every item in the table, for "nothing changed" checks.
@@ -429,6 +420,24 @@ impl World {
             .await
             .unwrap();
     }
+}
+
+/// The run's item in `table`, read consistently.
+pub async fn get_run(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    arn: &str,
+    run_id: &str,
+) -> Option<HashMap<String, AttributeValue>> {
+    ddb.get_item()
+        .table_name(table)
+        .key("WorkflowArn", s(arn))
+        .key("RunId", s(run_id))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
 }
 
 pub fn s(v: &str) -> AttributeValue {
