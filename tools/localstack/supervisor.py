@@ -113,6 +113,7 @@ class Stack:
         # functions (the Lambda Invoke API), and under which names.
         self.invoke_url = self.base_url
         self.finalizer_name, self.reconciler_name = "stop-finalizer", RECONCILER
+        self.functions_logs = "functions.log"
         self.procs: list[subprocess.Popen] = []
         self.mapper: StreamMapper | None = None
         self.mapper_thread: threading.Thread | None = None
@@ -174,7 +175,7 @@ class Stack:
             raise StackError(f"cannot read the run table's keys and indexes from template.yaml: {e}") from e
         indexes = [g["IndexName"] for g in table_schema["GlobalSecondaryIndexes"]]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        say(f"- logs: {self.log_dir}/ (moto.log, functions.log, stream-mapper.log, reconciler.log)")
+        say(f"- logs: {self.log_dir}/ (moto.log, {self.functions_logs}, stream-mapper.log, reconciler.log)")
 
         say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
         moto = self._spawn([sys.executable, "tools/moto_serial.py", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
