@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 
 LOCAL_AWS_PORT ?= 5000
 LOCAL_API_PORT ?= 9000
+# `make sam-local` only: where `sam local start-lambda` serves the Invoke API.
+LOCAL_LAMBDA_PORT ?= 9001
+# `make seed` into a running `make sam-local`: SAM_LOCAL=1 (its API URL differs).
+SAM_LOCAL ?=
 # The local stack's safety net (tools/localstack/settings.py checks them):
 # LOCAL_STREAM_MAPPING=off starts no stream mapping, as if disabled in AWS;
 # the reconciler runs every LOCAL_RECONCILE_PERIOD seconds and finalizes runs
@@ -21,12 +25,13 @@ WORKERS ?= 3
 CHILDREN ?= 0
 CHILD_POLICY ?= TERMINATE
 
-.PHONY: test venv lint unit integration pytest local demo seed bench clean-venv
+.PHONY: test venv lint unit integration pytest local demo seed bench clean-venv sam-local
 
 test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
 	cargo run --quiet --example bench -- --smoke --out target/bench-smoke
 	$(MAKE) --no-print-directory template-check
+	$(MAKE) --no-print-directory sam-local-test
 
 # The benchmark (numbers, never a pass/fail): release binaries (x86-64 here,
 # arm64 through the SAM build), then every measurement in one run; results in
@@ -54,7 +59,16 @@ demo: venv
 seed:
 	@[ -x $(VENV)/bin/python ] || { echo "make: run 'make local' first." >&2; exit 1; }
 	@$(VENV)/bin/python tools/local_stack.py seed --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
-		--workers='$(WORKERS)' --children='$(CHILDREN)' --child-policy='$(CHILD_POLICY)'
+		--workers='$(WORKERS)' --children='$(CHILDREN)' --child-policy='$(CHILD_POLICY)' $(if $(SAM_LOCAL),--sam)
+
+# The same stack as `make local`, with the functions in SAM's Lambda containers
+# (arm64, Docker): run-api behind `sam local start-api` on LOCAL_API_PORT, the
+# finalizer and the reconciler behind `sam local start-lambda` on
+# LOCAL_LAMBDA_PORT. Builds what it needs first: the arm64 `sam build`
+# (template-build) and the Lambda base image (sam-image). docs/deploy.md.
+sam-local: venv template-build sam-image
+	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py sam-up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
+		--lambda-port $(LOCAL_LAMBDA_PORT)
 
 venv: $(STAMP)
 
@@ -84,5 +98,7 @@ clean-venv:
 
 # The SAM template's checks (template-check, sam-venv, ...).
 include mk/template.mk
+# `sam local`: the Docker engine, the base image, the tests (sam-image, sam-local-test).
+include mk/sam-local.mk
 # The reliability suite's targets (reliability, reliability-long).
 include mk/reliability.mk

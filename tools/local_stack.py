@@ -9,6 +9,9 @@
     demo   the guided tour: up, stop a seeded run with the real AWS CLI, watch
            it reach STOPPED, show the workers and the run's history, shut down.
     seed   add a run (workers, child runs, child policy) to a running stack.
+    sam-up `make sam-local`: as `up`, with run-api behind `sam local start-api`
+           and the finalizer and the reconciler behind `sam local start-lambda`
+           (tools/localstack/sam.py; needs Docker, the SAM build and the image).
 
 Run it with the project's virtualenv python (`make venv` creates it); the
 Makefile targets do. The work is done by the package tools/localstack/.
@@ -24,12 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localstack.common import ROOT, StackError, say  # noqa: E402
 from localstack.demo import cmd_demo  # noqa: E402
+from localstack.sam import SamStack  # noqa: E402
 from localstack.seed import check_seed_args, cli_commands, seed_run  # noqa: E402
 from localstack.supervisor import Interrupted, Stack, install_stop_signals  # noqa: E402
 
 
 def cmd_up(args) -> int:
-    stack = Stack(args.aws_port, args.api_port, Path(args.log_dir))
+    if args.cmd == "sam-up":
+        stack = SamStack(args.aws_port, args.api_port, args.lambda_port, Path(args.log_dir))
+    else:
+        stack = Stack(args.aws_port, args.api_port, Path(args.log_dir))
     stopping = stack.cancel
     serving = False
     install_stop_signals(stopping)
@@ -41,7 +48,8 @@ def cmd_up(args) -> int:
         say(f"DEMO workflow_arn={arn} run_id={run_id}")
         say("Stop the demo run and watch it reach STOPPED:")
         say(cli_commands(stack.api_url, arn, run_id))
-        say(f"More runs: make seed WORKERS=5 CHILDREN=2 CHILD_POLICY=REQUEST_CANCEL LOCAL_AWS_PORT={args.aws_port} LOCAL_API_PORT={args.api_port}")
+        sam = " SAM_LOCAL=1" if args.cmd == "sam-up" else ""
+        say(f"More runs: make seed WORKERS=5 CHILDREN=2 CHILD_POLICY=REQUEST_CANCEL LOCAL_AWS_PORT={args.aws_port} LOCAL_API_PORT={args.api_port}{sam}")
         say("Serving. Ctrl-C stops everything.")
         serving = True
         while not stopping.is_set():
@@ -55,7 +63,7 @@ def cmd_up(args) -> int:
         say("- stopping" if serving else "- interrupted while starting; stopping")
         return 0
     except StackError as e:
-        print(f"local: {e}", file=sys.stderr)
+        print(f"{'sam-local' if args.cmd == 'sam-up' else 'local'}: {e}", file=sys.stderr)
         return 1
     finally:
         stack.stop()
@@ -63,7 +71,8 @@ def cmd_up(args) -> int:
 
 def cmd_seed(args) -> int:
     aws_url = f"http://127.0.0.1:{args.aws_port}"
-    api_url = f"http://127.0.0.1:{args.api_port}/lambda-url/run-api"
+    # `make sam-local` serves the API at the root (sam local start-api).
+    api_url = f"http://127.0.0.1:{args.api_port}" + ("" if args.sam else "/lambda-url/run-api")
     kids: list[tuple[str, str]] = []
     try:
         args.workers, args.children, args.child_policy = check_seed_args(args.workers, args.children, args.child_policy)
@@ -94,6 +103,10 @@ def main() -> int:
     up = sub.add_parser("up", help="run the stack in the foreground")
     ports(up)
     up.add_argument("--log-dir", default=str(ROOT / "target" / "local"))
+    sam_up = sub.add_parser("sam-up", help="run the stack in the foreground, the functions in SAM's containers")
+    ports(sam_up)
+    sam_up.add_argument("--lambda-port", type=int, default=int(os.environ.get("LOCAL_LAMBDA_PORT", 9001)))
+    sam_up.add_argument("--log-dir", default=str(ROOT / "target" / "sam-local" / "stack"))
     demo = sub.add_parser("demo", help="the guided, non-interactive tour")
     ports(demo)
     demo.add_argument("--log-dir", default=str(ROOT / "target" / "local"))
@@ -103,6 +116,7 @@ def main() -> int:
     ports(seed)
     seed.add_argument("--workflow", default="experiment")
     seed.add_argument("--run-id", default=None)
+    seed.add_argument("--sam", action="store_true", help="the stack is `make sam-local`'s")
     # Strings, checked by check_seed_args: a bad value gets one sentence and
     # exit status 1, not argparse's usage text.
     seed.add_argument("--workers", default="3")
@@ -110,7 +124,7 @@ def main() -> int:
     seed.add_argument("--child-policy", default=None)
     args = p.parse_args()
     try:
-        return {"up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)
+        return {"up": cmd_up, "sam-up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)
     except Interrupted:
         # Only reached when the signal came while a failure was being reported;
         # the command's own cleanup has run.

@@ -20,7 +20,10 @@ Each test checks one part of the template:
     index only; no Scan, no stream, no SQS), the sparse GSI, the schedule,
     its deadlines, METRICS_STACK on every function, StrandedStopAlarm and the
     dashboard naming every metric of the service;
-  - ALLOW_UNAUTHENTICATED_LOCAL appears nowhere in the template;
+  - the `sam local` switches (LocalEndpointUrl, LocalUnauthenticated): with
+    the deployed defaults every function lacks AWS_ENDPOINT_URL and
+    ALLOW_UNAUTHENTICATED_LOCAL; the latter needs both parameters set and
+    appears nowhere else; the endpoint accepts loopback addresses only;
   - every function has active tracing, JSON logs into a log group with
     retention, the run table's settings, the API's IAM route, alarms, outputs,
     samconfig.toml.
@@ -44,6 +47,22 @@ import pytest
 import cfn_template
 
 LOCAL_AUTH_VAR = "ALLOW_UNAUTHENTICATED_LOCAL"
+LOCAL_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
+# The `sam local` switches: each variable is present only under its condition.
+LOCAL_SWITCH_ENV = {
+    LOCAL_ENDPOINT_VAR: {"Fn::If": ["UseLocalEndpoint", {"Ref": "LocalEndpointUrl"}, {"Ref": "AWS::NoValue"}]},
+    LOCAL_AUTH_VAR: {"Fn::If": ["AllowLocalUnauthenticated", "true", {"Ref": "AWS::NoValue"}]},
+}
+LOCAL_CONDITIONS = {
+    "UseLocalEndpoint": {"Fn::Not": [{"Fn::Equals": [{"Ref": "LocalEndpointUrl"}, ""]}]},
+    "AllowLocalUnauthenticated": {"Fn::And": [{"Condition": "UseLocalEndpoint"},
+                                              {"Fn::Equals": [{"Ref": "LocalUnauthenticated"}, "true"]}]},
+}
+LOCAL_PARAMETERS = {
+    "LocalEndpointUrl": {"Type": "String", "Default": "",
+                         "AllowedPattern": r"^$|^http://(127\.0\.0\.1|localhost|host\.docker\.internal):[0-9]{1,5}$"},
+    "LocalUnauthenticated": {"Type": "String", "Default": "false", "AllowedValues": ["false", "true"]},
+}
 
 # The functions, their binaries and their roles.
 FUNCTIONS = {
@@ -138,9 +157,10 @@ _FINALIZER_ENV = {"RUNS_TABLE", "METRICS_STACK", "FINALIZER_WAIT_MS", "FINALIZER
                   "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"}
 ENV_ALLOWED = {
     "RunApiFunction": {"RUNS_TABLE", "METRICS_STACK", "STOP_CONCURRENCY", "STOP_BUDGET_MS", "DEADLINE_MARGIN_MS",
-                       "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"},
-    "StopFinalizerFunction": _FINALIZER_ENV,
-    RECONCILER: _FINALIZER_ENV | {"STOPPING_INDEX", "RECONCILE_AFTER_MS"},
+                       "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS",
+                       LOCAL_ENDPOINT_VAR, LOCAL_AUTH_VAR},
+    "StopFinalizerFunction": _FINALIZER_ENV | {LOCAL_ENDPOINT_VAR},
+    RECONCILER: _FINALIZER_ENV | {"STOPPING_INDEX", "RECONCILE_AFTER_MS", LOCAL_ENDPOINT_VAR},
 }
 # The variables whose value is not a literal whole number, and what it must be.
 ENV_EXPRESSIONS = {
@@ -149,6 +169,7 @@ ENV_EXPRESSIONS = {
     "STOPPING_INDEX": STOPPING_INDEX,
     # Whole seconds -> milliseconds by appending three zeros.
     "RECONCILE_AFTER_MS": {"Fn::Sub": "${ReconcileAfterSeconds}000"},
+    **LOCAL_SWITCH_ENV,
 }
 # The finalizer's settings the reconciler shares (same values); its own
 # FINALIZER_WAIT_MS is shorter, so that one pass fits in a tick.
@@ -316,9 +337,73 @@ def test_iam_each_role_grants_exactly_the_allowed_statements(t: dict) -> None:
 # --------------------------------------------------------------- other checks
 
 
-def test_local_auth_is_never_set(t: dict) -> None:
-    """ALLOW_UNAUTHENTICATED_LOCAL, the local stack's switch, appears nowhere in
-    the template (no key, no value, no Globals)."""
+def resolve_with_defaults(t: dict, node: Any) -> Any:
+    """`node` as CloudFormation would deploy it with every parameter at its
+    default: Ref of a parameter, Fn::If/And/Or/Not/Equals and Condition are
+    evaluated; a value that resolves to AWS::NoValue is dropped from its map."""
+    conditions = t.get("Conditions", {})
+
+    def cond(name: str) -> bool:
+        return bool(ev(conditions[name]))
+
+    def ev(n: Any) -> Any:
+        if isinstance(n, dict) and len(n) == 1:
+            (k, v), = n.items()
+            if k == "Ref" and v in t.get("Parameters", {}):
+                return str(t["Parameters"][v].get("Default", ""))
+            if k == "Condition":
+                return cond(v)
+            if k == "Fn::If":
+                return ev(v[1] if cond(v[0]) else v[2])
+            if k == "Fn::Equals":
+                return ev(v[0]) == ev(v[1])
+            if k == "Fn::Not":
+                return not ev(v[0])
+            if k == "Fn::And":
+                return all(ev(x) for x in v)
+            if k == "Fn::Or":
+                return any(ev(x) for x in v)
+        if isinstance(n, dict):
+            out = {k: ev(v) for k, v in n.items()}
+            return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+        if isinstance(n, list):
+            return [ev(x) for x in n]
+        return n
+
+    return ev(node)
+
+
+def test_local_switches_are_off_by_default(t: dict) -> None:
+    """The `sam local` switches cannot be on in a stack deployed with the
+    defaults: LocalEndpointUrl (default empty, loopback addresses only) and
+    LocalUnauthenticated (default false, and only with a local endpoint) are
+    exactly as written in LOCAL_PARAMETERS / LOCAL_CONDITIONS; each variable
+    is set only through its condition; resolved with the defaults, no
+    function has AWS_ENDPOINT_URL or ALLOW_UNAUTHENTICATED_LOCAL; and
+    ALLOW_UNAUTHENTICATED_LOCAL appears nowhere else (no other function, no
+    Globals, no other value)."""
+    params = t.get("Parameters", {})
+    for name, expected in LOCAL_PARAMETERS.items():
+        got = {k: params.get(name, {}).get(k) for k in expected}
+        require(canon(got) == canon(expected), f"parameter {name} must be {canon(expected)}, is {canon(got)}")
+    for name, expected in LOCAL_CONDITIONS.items():
+        got = t.get("Conditions", {}).get(name)
+        require(canon(got) == canon(expected), f"condition {name} must be {canon(expected)}, is {canon(got)}")
+    pattern = re.compile(params["LocalEndpointUrl"]["AllowedPattern"])
+    for url in ("http://10.0.0.1:5000", "https://dynamodb.us-east-1.amazonaws.com", "http://127.0.0.1.example.com:80"):
+        require(not pattern.match(url), f"LocalEndpointUrl accepts {url}")
+    require(pattern.match("http://127.0.0.1:5000") is not None, "LocalEndpointUrl must accept http://127.0.0.1:5000")
+    glob_env = (t.get("Globals", {}).get("Function", {}).get("Environment") or {}).get("Variables") or {}
+    for var in LOCAL_SWITCH_ENV:
+        require(var not in glob_env, f"{var} must not be in Globals")
+    for fn in FUNCTIONS:
+        env = (props(t, fn).get("Environment") or {}).get("Variables") or {}
+        for var, expected in LOCAL_SWITCH_ENV.items():
+            if var in env:
+                require(canon(env[var]) == canon(expected), f"{fn}: {var} must be {canon(expected)}, is {canon(env[var])}")
+        deployed = resolve_with_defaults(t, env)
+        for var in LOCAL_SWITCH_ENV:
+            require(var not in deployed, f"{fn}: {var} is set with the default parameters ({deployed.get(var)!r})")
     hits = []
 
     def walk(node: Any, path: str) -> None:
@@ -334,7 +419,8 @@ def test_local_auth_is_never_set(t: dict) -> None:
             hits.append(path)
 
     walk(t, "")
-    require(not hits, f"{LOCAL_AUTH_VAR} appears at {hits}")
+    allowed = f"/Resources/RunApiFunction/Properties/Environment/Variables/{LOCAL_AUTH_VAR}"
+    require(all(h == allowed for h in hits), f"{LOCAL_AUTH_VAR} appears at {[h for h in hits if h != allowed]}")
 
 
 def test_transform_and_globals(t: dict) -> None:
@@ -731,6 +817,9 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
     def set_env(t: dict) -> None:
         t["Resources"]["RunApiFunction"]["Properties"]["Environment"]["Variables"][LOCAL_AUTH_VAR] = "true"
 
+    def api_env(t: dict) -> dict:
+        return t["Resources"]["RunApiFunction"]["Properties"]["Environment"]["Variables"]
+
     def set_global_env(t: dict) -> None:
         t["Globals"]["Function"]["Environment"] = {"Variables": {LOCAL_AUTH_VAR: "false"}}
 
@@ -778,6 +867,20 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
         ("IAM: a missing grant (GetItem) is caught", lambda t: stmts(t, "StopFinalizerRole")[0]["Action"].remove("dynamodb:GetItem")),
         (f"{LOCAL_AUTH_VAR} in a function's environment is caught", set_env),
         (f"{LOCAL_AUTH_VAR} in Globals is caught", set_global_env),
+        (f"{LOCAL_AUTH_VAR} on the finalizer is caught", lambda t: t["Resources"]["StopFinalizerFunction"]["Properties"]
+            ["Environment"]["Variables"].__setitem__(LOCAL_AUTH_VAR, LOCAL_SWITCH_ENV[LOCAL_AUTH_VAR])),
+        ("local: LocalUnauthenticated defaulting to true is caught", lambda t: t["Parameters"]["LocalUnauthenticated"]
+            .__setitem__("Default", "true")),
+        ("local: the unauthenticated switch without a local endpoint is caught", lambda t: t["Conditions"].__setitem__(
+            "AllowLocalUnauthenticated", {"Fn::Equals": [{"Ref": "LocalUnauthenticated"}, "true"]})),
+        ("local: a default LocalEndpointUrl is caught", lambda t: t["Parameters"]["LocalEndpointUrl"]
+            .__setitem__("Default", "http://127.0.0.1:5000")),
+        ("local: any endpoint allowed is caught", lambda t: t["Parameters"]["LocalEndpointUrl"]
+            .__setitem__("AllowedPattern", ".*")),
+        ("local: AWS_ENDPOINT_URL set unconditionally is caught", lambda t: api_env(t).__setitem__(
+            LOCAL_ENDPOINT_VAR, {"Ref": "LocalEndpointUrl"})),
+        ("local: the conditions swapped is caught", lambda t: api_env(t).__setitem__(
+            LOCAL_AUTH_VAR, {"Fn::If": ["UseLocalEndpoint", "true", {"Ref": "AWS::NoValue"}]})),
         ("stream: infinite retries (-1) are caught", lambda t: stream(t).__setitem__("MaximumRetryAttempts", -1)),
         ("stream: no bisect is caught", lambda t: stream(t).__setitem__("BisectBatchOnFunctionError", False)),
         ("stream: another filter is caught", lambda t: stream(t)["FilterCriteria"]["Filters"][0].__setitem__(
@@ -829,7 +932,7 @@ CHECKS: list[Callable[[dict], None]] = [
     test_functions_are_the_rust_cargolambda_builds,
     test_iam_each_role_grants_exactly_the_allowed_statements,
     test_iam_worker_cluster_arns_accepts_only_exact_cluster_arns,
-    test_local_auth_is_never_set,
+    test_local_switches_are_off_by_default,
     test_every_function_traces_and_logs_json_to_a_group_with_retention,
     test_environment_is_known_and_deadlines_fit_the_timeouts,
     test_run_table,

@@ -1,4 +1,4 @@
-"""The local stack behind `make local`, `make demo` and `make seed`, by job.
+"""The local stack behind `make local`, `make sam-local`, `make demo` and `make seed`, by job.
 
     common      the names every part shares (region, account, table, cluster)
                 and the two ways it talks to the user: `say`, `StackError`
@@ -12,6 +12,9 @@
     seed        runs to stop: `seed_run`, its argument checks, and the AWS CLI
                 lines that stop one
     demo        the guided tour of `make demo`
+    sam         `make sam-local`: the same stack with the functions behind
+                `sam local start-api` / `start-lambda` in Lambda containers
+                (`SamStack`), and finding and removing its containers
 
 tools/local_stack.py is the command line (`up`, `demo`, `seed`).
 """

@@ -109,6 +109,11 @@ class Stack:
         self.aws_url = f"http://127.0.0.1:{aws_port}"
         self.base_url = f"http://127.0.0.1:{api_port}"
         self.api_url = f"{self.base_url}/lambda-url/run-api"
+        # Where the stream mapping and the reconciler's schedule invoke the
+        # functions (the Lambda Invoke API), and under which names.
+        self.invoke_url = self.base_url
+        self.finalizer_name, self.reconciler_name = "stop-finalizer", RECONCILER
+        self.functions_logs = "functions.log"
         self.procs: list[subprocess.Popen] = []
         self.mapper: StreamMapper | None = None
         self.mapper_thread: threading.Thread | None = None
@@ -170,7 +175,7 @@ class Stack:
             raise StackError(f"cannot read the run table's keys and indexes from template.yaml: {e}") from e
         indexes = [g["IndexName"] for g in table_schema["GlobalSecondaryIndexes"]]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        say(f"- logs: {self.log_dir}/ (moto.log, functions.log, stream-mapper.log, reconciler.log)")
+        say(f"- logs: {self.log_dir}/ (moto.log, {self.functions_logs}, stream-mapper.log, reconciler.log)")
 
         say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
         moto = self._spawn([sys.executable, "tools/moto_serial.py", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
@@ -184,6 +189,33 @@ class Stack:
         )
         self.ddb, self.ecs = create_resources(self.aws_url, table_schema)
 
+        self._start_functions(settings, indexes)
+
+        if settings.stream_mapping:
+            _, streams, _ = clients(self.aws_url)
+            stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+            self._log_to("stream-mapper", "stream-mapper.log")
+            self.mapper = StreamMapper(
+                streams, stream_arn, BatchDeliverer(http_invoker(self.invoke_url, self.finalizer_name)), stream_filter
+            )
+            self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
+            self.mapper_thread.start()
+            say(f"- stream mapping: run table stream → {self.finalizer_name} (filter Status = STOPPING, 4 polls a second)")
+        else:
+            say(f"- stream mapping: off ({STREAM_MAPPING_VAR}=off): runs are finalized by the reconciler alone")
+
+        # The template's schedule, locally: a pass every period, one at a time.
+        self._log_to("reconciler", "reconciler.log")
+        self.reconciler = ReconcilerLoop(http_invoker(self.invoke_url, self.reconciler_name), settings.reconcile_period_s)
+        self.reconciler_thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
+        self.reconciler_thread.start()
+        say(
+            f"- reconciler: {RECONCILER} every {settings.reconcile_period_s:g} s, finalizing runs STOPPING longer than "
+            f"{settings.reconcile_after_ms} ms ({self.log_dir / 'reconciler.log'})"
+        )
+
+    def _start_functions(self, settings: LocalSettings, indexes: list[str]) -> None:
+        """The three functions under `cargo lambda watch`, built and warm."""
         say(
             f"- starting the three functions (run-api, stop-finalizer, {RECONCILER}) under cargo lambda watch "
             f"on {self.base_url} (the first build takes a few minutes)"
@@ -212,50 +244,36 @@ class Stack:
             "functions.log",
             env,
         )
+        self._warm((watch, "cargo lambda watch", "functions.log"), (watch, "cargo lambda watch", "functions.log"))
+
+    def _warm(self, api: tuple, functions: tuple, timeout: float = 1500) -> None:
+        """Wait until run-api answers a GetWorkflowRun probe at `api_url` and
+        the finalizer and the reconciler answer through the Invoke API at
+        `invoke_url` (the first requests wait for builds or cold starts).
+        `api` and `functions`: (process, what, log name) of whoever serves
+        them, for a failure's one sentence."""
         probe = json.dumps({"WorkflowArn": workflow_arn("probe"), "RunId": "probe"}).encode()
+        url = self.api_url if self.api_url.endswith("/") else f"{self.api_url}/"
         self._wait(
             lambda: http(
                 "POST",
-                f"{self.api_url}/",
+                url,
                 probe,
                 {"X-Amz-Target": f"{TARGET}.GetWorkflowRun", "Content-Type": "application/x-amz-json-1.0"},
                 timeout=1200,
             )[1].get("x-amzn-errortype")
             == "ResourceNotFoundException",
-            1500,
-            watch,
-            "cargo lambda watch",
-            "functions.log",
+            timeout,
+            *api,
         )
-        invoke = http_invoker(self.base_url, "stop-finalizer", timeout=1200)
-        self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], 1500, watch, "cargo lambda watch", "functions.log")
-        reconcile = http_invoker(self.base_url, RECONCILER, timeout=1200)
+        invoke = http_invoker(self.invoke_url, self.finalizer_name, timeout=1200)
+        self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], timeout, *functions)
+        reconcile = http_invoker(self.invoke_url, self.reconciler_name, timeout=1200)
         warm: list[dict] = []
-        self._wait(lambda: warm.append(reconcile({})) or True, 1500, watch, "cargo lambda watch", "functions.log")
+        self._wait(lambda: warm.append(reconcile({})) or True, timeout, *functions)
         if "found" not in warm[-1]:
-            raise StackError(f"{RECONCILER}'s first pass answered {json.dumps(warm[-1])[:300]}; see {self.log_dir / 'functions.log'}.")
+            raise StackError(f"{RECONCILER}'s first pass answered {json.dumps(warm[-1])[:300]}; see {self.log_dir / functions[2]}.")
         say("- all three functions built and warm")
-
-        if settings.stream_mapping:
-            _, streams, _ = clients(self.aws_url)
-            stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
-            self._log_to("stream-mapper", "stream-mapper.log")
-            self.mapper = StreamMapper(streams, stream_arn, BatchDeliverer(http_invoker(self.base_url, "stop-finalizer")), stream_filter)
-            self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
-            self.mapper_thread.start()
-            say("- stream mapping: run table stream → stop-finalizer (filter Status = STOPPING, 4 polls a second)")
-        else:
-            say(f"- stream mapping: off ({STREAM_MAPPING_VAR}=off): runs are finalized by the reconciler alone")
-
-        # The template's schedule, locally: a pass every period, one at a time.
-        self._log_to("reconciler", "reconciler.log")
-        self.reconciler = ReconcilerLoop(http_invoker(self.base_url, RECONCILER), settings.reconcile_period_s)
-        self.reconciler_thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
-        self.reconciler_thread.start()
-        say(
-            f"- reconciler: {RECONCILER} every {settings.reconcile_period_s:g} s, finalizing runs STOPPING longer than "
-            f"{settings.reconcile_after_ms} ms ({self.log_dir / 'reconciler.log'})"
-        )
 
     def _wait(self, ready, timeout: float, proc: subprocess.Popen, what: str, log_name: str) -> None:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,8 @@
 //! ([`stream`]), the fault proxy ([`proxy`]), the Lambda Runtime API
 //! ([`runtime_api`]), the SigV4 verifier ([`sigv4`]), the one loopback HTTP
 //! server they are built on ([`serve`]), and the API Gateway HTTP API
-//! (payload 2.0) event builder ([`http_event`], [`raw_http_event`]).
+//! (payload 2.0) event builder ([`http_event`], [`raw_http_event`]), and
+//! the driver of `make local` / `make sam-local` ([`local_stack`]).
 //!
 //! moto comes from the project's virtualenv (`make venv`, which `make test`
 //! runs first). If it is missing the tests fail with that instruction: an
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod fakes;
+pub mod local_stack;
 pub mod proxy;
 pub mod runtime_api;
 pub mod serve;
@@ -328,16 +330,7 @@ impl World {
     }
 
     pub async fn get_item(&self, arn: &str, run_id: &str) -> Option<HashMap<String, AttributeValue>> {
-        self.ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("WorkflowArn", s(arn))
-            .key("RunId", s(run_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+        get_run(&self.ddb, &self.table, arn, run_id).await
     }
 
     /// Every item in the table, for "nothing changed" checks.
@@ -427,6 +420,24 @@ impl World {
             .await
             .unwrap();
     }
+}
+
+/// The run's item in `table`, read consistently.
+pub async fn get_run(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    arn: &str,
+    run_id: &str,
+) -> Option<HashMap<String, AttributeValue>> {
+    ddb.get_item()
+        .table_name(table)
+        .key("WorkflowArn", s(arn))
+        .key("RunId", s(run_id))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
 }
 
 pub fn s(v: &str) -> AttributeValue {

@@ -5,57 +5,12 @@
 //! `LOCAL_STREAM_MAPPING=off`, the reconciler alone), then SIGTERM the stack
 //! and check it exits 0 leaving no process behind.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::kit::local_stack::{alive, descendants, exit_after_sigterm, stop_and_wait_stopped, RunningStack};
 use crate::kit::*;
-use aws_sdk_mwaaserverless::types::WorkflowRunStatus;
-
-/// `(pid, start time)` of every descendant of `root`, read from /proc.
-fn descendants(root: u32) -> HashSet<(u32, u64)> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // fields after the command name (which may contain spaces) start at ')'
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        let ppid: u32 = rest[1].parse().unwrap();
-        let start: u64 = rest[19].parse().unwrap();
-        parent_of.push((pid, ppid, start));
-    }
-    let mut found = HashSet::new();
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for &(pid, ppid, start) in &parent_of {
-            if ppid == p && found.insert((pid, start)) {
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
-
-fn alive(pid: u32, start: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        rest[19].parse::<u64>().ok() == Some(start) && rest[0] != "Z"
-    })
-}
-
-/// The exit status of a stack just sent SIGTERM; it has a minute to go.
-fn exit_after_sigterm(stack: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(s) = stack.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what} did not exit within 60 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_stack_stops_a_run_end_to_end_and_shuts_down_cleanly() {
@@ -84,146 +39,20 @@ async fn stop_the_demo_run_end_to_end(stream_mapping: Option<&str>) -> String {
         Some(v) => cmd.env("LOCAL_STREAM_MAPPING", v),
         None => cmd.env_remove("LOCAL_STREAM_MAPPING"),
     };
-    let mut stack = as_from_a_shell(&mut cmd)
+    as_from_a_shell(&mut cmd)
         .current_dir(project_dir())
         .args(["tools/local_stack.py", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
         .arg("--log-dir")
-        .arg(&log_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the local stack");
-    let pid = stack.id();
-    // If an assertion fails, SIGTERM the stack so it cleans up after itself.
-    struct Term(u32);
-    impl Drop for Term {
-        fn drop(&mut self) {
-            if std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
-                let _ = Command::new("kill").args(["-TERM", &self.0.to_string()]).stderr(Stdio::null()).status();
-                std::thread::sleep(Duration::from_secs(3));
-            }
-        }
-    }
-    let _term = Term(pid);
+        .arg(&log_dir);
+    let stack = RunningStack::start(&mut cmd, log_dir, Duration::from_secs(1500));
+    assert_eq!(stack.api, format!("http://127.0.0.1:{api_port}/lambda-url/run-api"));
+    assert!(stack.transcript.iter().any(|l| l.contains("aws mwaa-serverless stop-workflow-run --endpoint-url")));
+    let (arn, run_id) = stack.demo.clone();
+    let finalized_by = stop_and_wait_stopped(&stack.api, &stack.aws, &arn, &run_id, 3, Duration::from_secs(60)).await;
 
-    // Read its output on a thread; wait for READY and the demo run.
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = stack.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut api, mut aws, mut demo) = (None, None, None);
-    let mut transcript: Vec<String> = Vec::new();
-    let started = Instant::now();
-    while !transcript.last().is_some_and(|l| l.starts_with("Serving.")) {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix("READY ") {
-                    for part in rest.split(' ') {
-                        if let Some(v) = part.strip_prefix("api=") {
-                            api = Some(v.to_owned());
-                        }
-                        if let Some(v) = part.strip_prefix("aws=") {
-                            aws = Some(v.to_owned());
-                        }
-                    }
-                }
-                if let Some(rest) = line.strip_prefix("DEMO ") {
-                    let mut it = rest.split(' ').map(|p| p.split_once('=').unwrap().1.to_owned());
-                    demo = Some((it.next().unwrap(), it.next().unwrap()));
-                }
-                transcript.push(line);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Ok(Some(status)) = stack.try_wait() {
-                    panic!("the stack exited with {status} before READY:\n{}", transcript.join("\n"));
-                }
-                assert!(started.elapsed() < Duration::from_secs(1500), "no READY:\n{}", transcript.join("\n"));
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("stdout closed:\n{}", transcript.join("\n")),
-        }
-    }
-    let (api, aws) = (api.expect("READY names the API"), aws.expect("READY names moto"));
-    let (arn, run_id) = demo.unwrap();
-    assert_eq!(api, format!("http://127.0.0.1:{api_port}/lambda-url/run-api"));
-    assert!(transcript.iter().any(|l| l.contains("aws mwaa-serverless stop-workflow-run --endpoint-url")));
-
-    let client = aws_sdk_mwaaserverless::Client::new(&sdk_config_for(&api).await);
-    let out = client.stop_workflow_run().workflow_arn(&arn).run_id(&run_id).send().await.expect("stop");
-    assert_eq!(out.status(), Some(&WorkflowRunStatus::Stopping));
-    let stopped_by = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = client.get_workflow_run().workflow_arn(&arn).run_id(&run_id).send().await.unwrap();
-        if got.run_detail().unwrap().run_state() == Some(&WorkflowRunStatus::Stopped) {
-            break;
-        }
-        assert!(
-            Instant::now() < stopped_by,
-            "the run did not reach STOPPED within 60 s; logs in {}",
-            log_dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // Every worker task of the stack's ECS is stopped.
-    let ecs = aws_sdk_ecs::Client::new(&sdk_config_for(&aws).await);
-    let listed = ecs.list_tasks().cluster("mwaa-workers").send().await.unwrap();
-    let tasks = listed.task_arns().to_vec();
-    assert_eq!(tasks.len(), 3, "the demo run has three workers");
-    let described = ecs.describe_tasks().cluster("mwaa-workers").set_tasks(Some(tasks)).send().await.unwrap();
-    for t in described.tasks() {
-        assert_eq!(t.last_status(), Some("STOPPED"), "{:?}", t.task_arn());
-    }
-
-    // One transition, and which path made it.
-    let conf = sdk_config_for(&aws).await;
-    let ddb = aws_sdk_dynamodb::Client::new(&conf);
-    let streams = aws_sdk_dynamodbstreams::Client::new(&conf);
-    let desc = ddb.describe_table().table_name("WorkflowRuns").send().await.unwrap();
-    let mut tail = StreamTail::new(desc.table().unwrap().latest_stream_arn().unwrap().to_owned());
-    let event = tail.rest(&streams).await;
-    let to_stopped = event
-        .records
-        .iter()
-        .filter(|r| {
-            r.change.keys.get("RunId") == Some(&serde_dynamo::AttributeValue::S(run_id.clone()))
-                && r.change.new_image.get("Status") == Some(&serde_dynamo::AttributeValue::S("STOPPED".into()))
-                && r.change.old_image.get("Status") == Some(&serde_dynamo::AttributeValue::S("STOPPING".into()))
-        })
-        .count();
-    assert_eq!(to_stopped, 1, "exactly one STOPPING → STOPPED");
-    let item = ddb
-        .get_item()
-        .table_name("WorkflowRuns")
-        .key("WorkflowArn", s(&arn))
-        .key("RunId", s(&run_id))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    let stopped = item["History"]
-        .as_l()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_m().unwrap())
-        .find(|e| e["Event"].as_s().unwrap() == "Stopped")
-        .expect("a Stopped event")
-        .clone();
-    let finalized_by = stopped["FinalizedBy"].as_s().unwrap().clone();
-
-    // SIGTERM: everything it started goes, and it exits 0.
-    let children = descendants(pid);
-    assert!(children.len() >= 3, "moto, cargo lambda watch and the functions run under it: {children:?}");
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = exit_after_sigterm(&mut stack, "the stack");
-    assert!(exit.success(), "exit status {exit}");
-    let left: Vec<_> = children.iter().filter(|(p, s)| alive(*p, *s)).collect();
-    assert!(left.is_empty(), "processes left behind: {left:?}");
+    // SIGTERM: everything it started (moto, cargo lambda watch and the
+    // functions under it) goes, and it exits 0.
+    stack.terminate(3, Duration::from_secs(60));
     finalized_by
 }
 
@@ -315,7 +144,7 @@ fn a_stop_signal_during_start_up_leaves_nothing_running() {
         assert!(children.len() >= 2, "{command}: moto and cargo lambda watch are running: {children:?}");
         assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
         let signalled = Instant::now();
-        let exit = exit_after_sigterm(&mut stack, command);
+        let exit = exit_after_sigterm(&mut stack, command, Duration::from_secs(60));
         // Its processes obey SIGTERM: the stack does not wait out the 15 s
         // grace period before SIGKILL (as it would if they ignored it).
         let took = signalled.elapsed();

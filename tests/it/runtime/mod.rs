@@ -1,3 +1,4 @@
 mod lambda;
 mod local_stack;
+mod sam_local;
 mod sign_execute_api;
