@@ -77,3 +77,34 @@ def test_a_process_started_while_a_signal_arrives_is_recorded_and_does_not_inher
                 p.kill()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def test_stop_reaches_a_descendant_in_a_process_group_of_its_own(tmp_path):
+    """A child that put itself in a new session (as `cargo lambda watch` does
+    with the `cargo run` it starts) is outside the group `stop()` signals;
+    it is still stopped, by SIGTERM, well within the grace period."""
+    stack = Stack(0, 0, tmp_path)
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "child.wait()\n"
+    )
+    try:
+        stack._spawn([sys.executable, "-c", script], "parent.log")
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text()):
+            assert time.monotonic() < deadline, "the grandchild never started"
+            time.sleep(0.05)
+        grandchild = int(pidfile.read_text())
+        assert os.getpgid(grandchild) != os.getpgid(stack.procs[0].pid), "the grandchild has a group of its own"
+        started = time.monotonic()
+        stack.stop()
+        assert time.monotonic() - started < 10, "SIGTERM stopped it, not the SIGKILL after the grace period"
+        stat = pathlib.Path(f"/proc/{grandchild}/stat")
+        assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z", "the grandchild is still running"
+    finally:
+        for p in stack.procs:
+            if p.poll() is None:
+                p.kill()

@@ -103,6 +103,54 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _descendants(roots: list[int]) -> list[tuple[int, str]]:
+    """(pid, start time) of every descendant of `roots`, from /proc (empty
+    where there is no /proc: there the process groups are all there is)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        fields = _stat(int(entry)) if entry.isdigit() else None
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[tuple[int, str]] = []
+    frontier = list(roots)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            fields = _stat(child)
+            if fields:
+                found.append((child, fields[19]))
+                frontier.append(child)
+    return found
+
+
+def _alive(proc: tuple[int, str]) -> bool:
+    fields = _stat(proc[0])
+    return bool(fields) and fields[19] == proc[1] and fields[0] != "Z"
+
+
+def _signal_all(procs: list[tuple[int, str]], sig: int) -> None:
+    """`sig` to each process still alive (the start time guards against a
+    reused pid)."""
+    for proc in procs:
+        if _alive(proc):
+            try:
+                os.kill(proc[0], sig)
+            except ProcessLookupError:
+                pass
+
+
 class Stack:
     def __init__(self, aws_port: int, api_port: int, log_dir: Path):
         self.aws_port, self.api_port, self.log_dir = aws_port, api_port, log_dir
@@ -302,12 +350,18 @@ class Stack:
         # A pass in flight ends when `cargo lambda watch` goes, below.
         if self.reconciler_thread:
             self.reconciler_thread.join(timeout=1)
+        # Every descendant too, recorded before anything dies (an orphan is
+        # reparented and can no longer be found): a tool may start its child
+        # in a process group of its own (`cargo lambda watch`'s `cargo run`,
+        # still waiting for the build lock, was left running that way).
+        tree = _descendants([p.pid for p in self.procs if p.poll() is None])
         for p in reversed(self.procs):
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        _signal_all(tree, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for p in reversed(self.procs):
             try:
@@ -320,6 +374,9 @@ class Stack:
             except ProcessLookupError:
                 pass
             p.wait()
+        while any(_alive(proc) for proc in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_all(tree, signal.SIGKILL)
         if self.reconciler_thread:
             self.reconciler_thread.join(timeout=5)
         for logger, handler in self._log_handlers:
