@@ -9,18 +9,22 @@ use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
+use super::ecs_direct::{Attempt, DirectStopTask};
 use super::upstream::{from_sdk, THROTTLING_CODES};
 use crate::ports::{Described, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl, WorkerFleet};
 
-/// ECS through the SDK.
+/// ECS through the SDK, and `StopTask` first without its per-call
+/// orchestration where the configuration allows it ([`super::ecs_direct`]).
 #[derive(Debug, Clone)]
 pub struct EcsWorkers {
     client: aws_sdk_ecs::Client,
+    direct: Option<DirectStopTask>,
 }
 
 impl EcsWorkers {
+    /// Every call through `client` (the tests' mocked clients).
     pub fn new(client: aws_sdk_ecs::Client) -> Self {
-        EcsWorkers { client }
+        EcsWorkers { client, direct: None }
     }
 
     /// A client built from the shared SDK configuration ([`super::sdk_config`]),
@@ -31,7 +35,10 @@ impl EcsWorkers {
     /// need, leaving every later call a single attempt.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
         let config = no_sdk_retry_of_throttles(aws_sdk_ecs::config::Builder::from(conf)).build();
-        EcsWorkers::new(aws_sdk_ecs::Client::from_conf(config))
+        let direct = DirectStopTask::from_conf(conf)
+            .inspect_err(|why| tracing::warn!(%why, "StopTask goes through the SDK client only"))
+            .ok();
+        EcsWorkers { client: aws_sdk_ecs::Client::from_conf(config), direct }
     }
 }
 
@@ -90,12 +97,20 @@ fn is_gone(err: &StopTaskError) -> bool {
     }
 }
 
-fn is_not_found_message(message: Option<&str>) -> bool {
+pub(super) fn is_not_found_message(message: Option<&str>) -> bool {
     message.is_some_and(|m| m.to_ascii_lowercase().contains("not found"))
 }
 
 impl WorkerControl for EcsWorkers {
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
+        if let Some(direct) = &self.direct {
+            match direct.stop_task(cluster, task, reason).await {
+                Attempt::Final(result) => return result,
+                Attempt::Transient(why) => {
+                    tracing::debug!(%task, %why, "StopTask sent again through the SDK client");
+                }
+            }
+        }
         match self.client.stop_task().cluster(cluster).task(task).reason(reason).send().await {
             Ok(out) => Ok(TaskStop::Accepted { last_status: out.task.and_then(|t| t.last_status) }),
             Err(err) if err.as_service_error().is_some_and(is_gone) => Ok(TaskStop::Gone),

@@ -4,6 +4,7 @@
 
 mod dynamo;
 mod ecs;
+mod ecs_direct;
 mod item;
 mod upstream;
 

@@ -21,7 +21,8 @@ pub(crate) const THROTTLING_CODES: &[&str] = &[
 
 /// Error codes of a request the service refuses as invalid: retrying the
 /// same request cannot help.
-const REJECTED_CODES: &[&str] = &["ValidationException", "SerializationException", "InvalidParameterException"];
+pub(crate) const REJECTED_CODES: &[&str] =
+    &["ValidationException", "SerializationException", "InvalidParameterException"];
 
 /// Is this DynamoDB's refusal of a write that would pass the item size limit?
 pub(crate) fn is_item_too_large<E, R>(err: &SdkError<E, R>) -> bool

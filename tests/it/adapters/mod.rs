@@ -1,1 +1,2 @@
+mod direct;
 mod mock;

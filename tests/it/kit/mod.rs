@@ -354,7 +354,7 @@ impl World {
     pub async fn api_via(&self, auth: AuthMode, ecs_url: &str) -> Api<DynamoRunStore, EcsWorkers> {
         let conf = self.moto.sdk_config().await;
         let store = DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), &self.table);
-        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&sdk_config_for(ecs_url).await));
+        let workers = EcsWorkers::from_conf(&sdk_config_for(ecs_url).await);
         let limits = FanOutLimits { concurrency: 8, budget: Duration::from_secs(20) };
         Api::new(
             Service::new(store, workers, limits),
@@ -395,7 +395,7 @@ impl World {
         let conf = sdk_config_for(url).await;
         Finalizer::new(
             DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), &self.table),
-            EcsWorkers::new(aws_sdk_ecs::Client::new(&conf)),
+            EcsWorkers::from_conf(&conf),
             limits,
         )
     }
@@ -619,7 +619,7 @@ impl World {
     ) -> Api<DynamoRunStore, EcsWorkers> {
         let store =
             DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&sdk_config_with(ddb_url, sdk).await), &self.table);
-        let workers = EcsWorkers::new(aws_sdk_ecs::Client::new(&sdk_config_with(ecs_url, sdk).await));
+        let workers = EcsWorkers::from_conf(&sdk_config_with(ecs_url, sdk).await);
         Api::new(
             Service::new(store, workers, fan_out),
             ApiSettings { auth, deadline_margin: Duration::from_millis(200) },

@@ -3,6 +3,7 @@
 //! with `handler`. Dropping the [`Server`] stops accepting connections.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -20,7 +21,16 @@ pub struct Server {
     pub addr: String,
     /// `http://host:port`
     pub url: String,
+    accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Connections accepted so far.
+    #[allow(dead_code)] // not every user of the kit counts connections
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Server {
@@ -40,9 +50,12 @@ where
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr = listener.local_addr().unwrap().to_string();
     let handler = Arc::new(handler);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             tokio::spawn(async move {
@@ -51,5 +64,5 @@ where
             });
         }
     });
-    Server { url: format!("http://{addr}"), addr, task }
+    Server { url: format!("http://{addr}"), addr, accepted, task }
 }

@@ -46,7 +46,18 @@ fn uri_encode(s: &str) -> String {
 /// Verifies a SigV4 request for `(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")`
 /// as API Gateway does; returns the credential scope's service on success.
 pub fn verify_sigv4(method: &str, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
-    const SERVICE: &str = "execute-api";
+    verify_sigv4_for("execute-api", method, path, query, headers, body)
+}
+
+/// [`verify_sigv4`] for another service's signing name (`ecs`).
+pub fn verify_sigv4_for(
+    service_name: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let auth = header("authorization").ok_or("no Authorization header")?;
     let rest = auth.strip_prefix("AWS4-HMAC-SHA256 ").ok_or("not a SigV4 request")?;
@@ -67,8 +78,8 @@ pub fn verify_sigv4(method: &str, path: &str, query: &str, headers: &HeaderMap, 
     if akid != ACCESS_KEY {
         return Err(format!("unknown access key {akid}"));
     }
-    if service != SERVICE {
-        return Err(format!("Credential should be scoped to correct service: '{SERVICE}' (got '{service}')"));
+    if service != service_name {
+        return Err(format!("Credential should be scoped to correct service: '{service_name}' (got '{service}')"));
     }
     if region != REGION || terminator != "aws4_request" {
         return Err(format!("credential scope {credential} is not for {REGION}"));
@@ -107,9 +118,9 @@ pub fn verify_sigv4(method: &str, path: &str, query: &str, headers: &HeaderMap, 
     let canonical_query = query_pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
     let canonical_request =
         format!("{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
-    let scope = format!("{date}/{REGION}/{SERVICE}/aws4_request");
+    let scope = format!("{date}/{REGION}/{service_name}/aws4_request");
     let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()));
-    let key = [date, REGION, SERVICE, "aws4_request"]
+    let key = [date, REGION, service_name, "aws4_request"]
         .iter()
         .fold(format!("AWS4{SECRET_KEY}").into_bytes(), |key, part| hmac(&key, part));
     let expected = hex(&hmac(&key, &string_to_sign));
