@@ -12,11 +12,14 @@
 //! only `task.lastStatus` of the answer. `make bench` sections 1 and 7 measure
 //! both (README, "Performance").
 //!
-//! What it does not do, the SDK still does: any answer that is not final
-//! (a 5xx, a dropped connection, a timeout, an unreadable answer) is sent
-//! again through the SDK client ([`Attempt::Transient`]), which retries as
-//! configured. A throttle is final here as it is on the SDK path: it is the
-//! pacing's back-pressure (`crate::pacing`).
+//! What it does not do, the SDK still does: only ECS's acceptance, a
+//! throttle, "no such task or cluster" and a refusal of the request itself
+//! are final here. Anything else (a 5xx, any other error such as a signature
+//! refused for clock skew or expired credentials, a dropped connection, a
+//! timeout, an unreadable answer) is sent again through the SDK client
+//! ([`Attempt::Transient`]), which corrects its clock, refreshes its
+//! credentials and retries as configured. A throttle is final here as it is
+//! on the SDK path: it is the pacing's back-pressure (`crate::pacing`).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -303,12 +306,14 @@ fn classify(status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) 
         || (code.as_deref() == Some("InvalidParameterException") && super::ecs::is_not_found_message(Some(&message)))
     {
         Attempt::Final(Ok(TaskStop::Gone))
-    } else if status.is_server_error() {
-        Attempt::Transient(format!("HTTP {}: {} {message}", status.as_u16(), code.as_deref().unwrap_or("")))
     } else if code_is(REJECTED_CODES) {
         error(UpstreamKind::Rejected)
     } else {
-        error(UpstreamKind::Fault)
+        // A 5xx, or an error the SDK may handle better than one attempt can:
+        // a signature refused for clock skew (the SDK corrects its clock
+        // from the answer), expired credentials (it fetches new ones), an
+        // access denial (it reports the same, with its metadata).
+        Attempt::Transient(format!("HTTP {}: {} {message}", status.as_u16(), code.as_deref().unwrap_or("")))
     }
 }
 
@@ -374,10 +379,13 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_final_and_faults_go_to_the_sdk() {
+    fn refusals_are_final_and_everything_else_goes_to_the_sdk() {
         let invalid = r#"{"__type":"InvalidParameterException","message":"reason too long"}"#;
         assert_eq!(kind(answer(400, &[], invalid)), UpstreamKind::Rejected);
-        assert_eq!(kind(answer(400, &[], r#"{"__type":"AccessDeniedException","Message":"no"}"#)), UpstreamKind::Fault);
+        let denied = r#"{"__type":"AccessDeniedException","Message":"no"}"#;
+        assert!(matches!(answer(400, &[], denied), Attempt::Transient(_)));
+        let skewed = r#"{"__type":"InvalidSignatureException","message":"Signature expired"}"#;
+        assert!(matches!(answer(403, &[], skewed), Attempt::Transient(_)));
         assert!(matches!(answer(500, &[], r#"{"__type":"ServerException"}"#), Attempt::Transient(_)));
         assert!(matches!(answer(503, &[], "<html>"), Attempt::Transient(_)));
         assert!(matches!(answer(200, &[], "not json"), Attempt::Transient(_)));

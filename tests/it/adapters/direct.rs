@@ -187,18 +187,33 @@ async fn a_throttle_is_answered_at_once_and_never_resent() {
 }
 
 #[tokio::test]
-async fn a_task_ecs_no_longer_knows_is_gone_and_a_refusal_is_final() {
+async fn a_task_ecs_no_longer_knows_is_gone_and_a_refused_request_is_final() {
     let gone = ecs(vec![error(400, "InvalidParameterException", "The referenced task was not found.")]).await;
     let workers = workers(&gone.url, Duration::from_secs(10)).await;
     assert_eq!(workers.stop_task(CLUSTER, TASK, "r").await.unwrap(), TaskStop::Gone);
     assert_eq!(gone.seen().len(), 1);
 
-    let denied = ecs(vec![error(400, "AccessDeniedException", "not authorized to perform ecs:StopTask")]).await;
-    let workers = self::workers(&denied.url, Duration::from_secs(10)).await;
+    let invalid = ecs(vec![error(400, "InvalidParameterException", "reason is too long")]).await;
+    let workers = self::workers(&invalid.url, Duration::from_secs(10)).await;
     let err = workers.stop_task(CLUSTER, TASK, "r").await.unwrap_err();
+    assert_eq!(err.kind, UpstreamKind::Rejected);
+    assert_eq!(invalid.seen().len(), 1, "a refused request is not sent again");
+}
+
+#[tokio::test]
+async fn any_other_error_is_the_sdk_clients_to_handle() {
+    // An access denial (or a signature refused for clock skew, or expired
+    // credentials): one direct attempt, then the SDK's, whose error is the
+    // answer (the SDK does not retry a denial).
+    let denied = ecs(vec![error(400, "AccessDeniedException", "not authorized to perform ecs:StopTask")]).await;
+    let workers = workers(&denied.url, Duration::from_secs(10)).await;
+
+    let err = workers.stop_task(CLUSTER, TASK, "r").await.unwrap_err();
+
     assert_eq!(err.kind, UpstreamKind::Fault);
     assert!(err.to_string().contains("AccessDeniedException"), "{err}");
-    assert_eq!(denied.seen().len(), 1, "a refusal is not sent again");
+    let by_sdk: Vec<bool> = denied.seen().iter().map(|s| s.by_sdk).collect();
+    assert_eq!(by_sdk, vec![false, true]);
 }
 
 #[tokio::test]
