@@ -9,8 +9,8 @@
 //! each with its own SDK clients (connection pools) and its own `Paced`
 //! buckets, sharing only the responder's "account". The API handles every
 //! stop (concurrently when a scenario has several runs), then the finalizer
-//! gets one stream batch of every stopped run, as the stream would deliver
-//! it. Measured: when every worker was told to stop, when every run was
+//! gets one stream batch of every stopped run, in the order of their
+//! `STOPPING` writes, as the stream would deliver it. Measured: when every worker was told to stop, when every run was
 //! `STOPPED`, throttled calls, workers left running, caller errors, and the
 //! lag from a run's last worker exiting to its `STOPPED`.
 
@@ -69,6 +69,9 @@ struct Account {
     told: Mutex<HashMap<String, Instant>>,
     /// run id → when it was written STOPPED
     stopped: Mutex<HashMap<String, Instant>>,
+    /// run ids in the order of their STOPPING writes: the order in which the
+    /// table's stream delivers their records.
+    stopping_order: Mutex<Vec<String>>,
     throttled: AtomicU64,
     stop_calls: AtomicU64,
 }
@@ -88,6 +91,7 @@ impl Account {
         let run_id = body["Key"]["RunId"]["S"].as_str().unwrap_or_default().to_owned();
         Some(match target {
             "DynamoDB_20120810.UpdateItem" if body["ReturnValues"] == "ALL_NEW" => {
+                self.stopping_order.lock().unwrap().push(run_id);
                 json!({ "Attributes": run_item(&body["Key"], "STOPPING") })
             }
             "DynamoDB_20120810.UpdateItem" => {
@@ -139,6 +143,7 @@ async fn start(latency: Duration, drain: Duration) -> (Server, Arc<Account>) {
         drain,
         told: Mutex::default(),
         stopped: Mutex::default(),
+        stopping_order: Mutex::default(),
         throttled: AtomicU64::new(0),
         stop_calls: AtomicU64::new(0),
     });
@@ -235,8 +240,10 @@ pub async fn run(s: &Scenario, latency: Duration) -> Outcome {
     .await;
     let caller_errors = answers.iter().filter(|r| r.status() != 200).count();
     // Runs it could not finish come back as batch item failures; they show
-    // as runs not STOPPED.
-    handle_batch(&finalizer, crate::stopping_batch(&run_ids), None).await;
+    // as runs not STOPPED. The records in the order of the STOPPING writes,
+    // as the stream delivers them: the runs the API told first come first.
+    let stream_order = account.stopping_order.lock().unwrap().clone();
+    handle_batch(&finalizer, crate::stopping_batch(&stream_order), None).await;
     let total = s.runs * s.workers;
     let told = account.told.lock().unwrap().clone();
     let stopped = account.stopped.lock().unwrap().clone();
