@@ -122,6 +122,9 @@ impl DirectStopTask {
     /// the first call): no region, no credentials provider, an endpoint the
     /// ECS rules do not resolve, or no TLS trust store.
     pub(crate) fn from_conf(conf: &aws_config::SdkConfig) -> Result<Self, String> {
+        if let Some(var) = proxy_variable(|name| std::env::var(name).ok()) {
+            return Err(format!("{var} is set: the SDK client honors the proxy, this path would not"));
+        }
         let region = conf.region().ok_or("no region")?.to_string();
         let provider = conf.credentials_provider().ok_or("no credentials provider")?;
         let uri = resolve_endpoint(conf, &region)?;
@@ -202,6 +205,14 @@ impl DirectStopTask {
     fn cached(&self) -> Option<Credentials> {
         self.inner.credentials.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// The first proxy variable set (not empty), if any: with a proxy, every
+/// call goes through the SDK client, which honors it.
+fn proxy_variable(var: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// The ECS endpoint the SDK client would use: `AWS_ENDPOINT_URL_ECS` (or the
@@ -410,6 +421,17 @@ mod tests {
             auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"),
             "{auth}"
         );
+    }
+
+    #[test]
+    fn a_configured_proxy_leaves_every_call_to_the_sdk() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| set.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(proxy_variable(env(&[])), None);
+        assert_eq!(proxy_variable(env(&[("HTTPS_PROXY", " ")])), None);
+        assert_eq!(proxy_variable(env(&[("https_proxy", "http://proxy:3128")])), Some("https_proxy"));
+        assert_eq!(proxy_variable(env(&[("ALL_PROXY", "socks5://p:1080")])), Some("ALL_PROXY"));
     }
 
     #[test]
