@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::FieldError;
+use crate::domain::FieldError;
 use crate::ports::{StoreError, UpstreamError, UpstreamKind};
 
 /// `ValidationExceptionReason` from the model.

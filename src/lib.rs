@@ -1,8 +1,8 @@
 //! Control plane behind the MWAA Serverless `StopWorkflowRun` operation.
 //! `ARCHITECTURE.md` has the map; in short, from the inside out:
 //!
-//! - [`model`]: the run state machine, the model's request constraints, who
-//!   the caller is. Pure; no I/O.
+//! - [`domain`]: the run state machine, the service model's request
+//!   constraints, who the caller is, the child policy. Pure; no I/O.
 //! - [`ports`]: what the procedures need from the run table and from ECS, as
 //!   traits and plain data.
 //! - [`pacing`]: ECS's token buckets, kept by a wrapper of the worker port.
@@ -16,11 +16,11 @@
 
 pub mod aws;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod finalize;
 pub mod lambda;
 pub mod metrics;
-pub mod model;
 pub mod pacing;
 pub mod ports;
 mod protocol;

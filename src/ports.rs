@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::model::{ChildPolicy, RunKey, RunStatus};
+use crate::domain::{ChildPolicy, RunKey, RunStatus};
 
 // ---------------------------------------------------------------------------
 // Failures of the services behind the ports
@@ -296,73 +296,4 @@ pub trait WorkerFleet: WorkerControl {
         cluster: &str,
         started_by: &str,
     ) -> impl Future<Output = Result<Vec<String>, UpstreamError>> + Send;
-}
-
-// ---------------------------------------------------------------------------
-// A shared reference to an adapter is an adapter
-// ---------------------------------------------------------------------------
-
-impl<T: RunStore> RunStore for &T {
-    fn request_stop(
-        &self,
-        key: &RunKey,
-        stop: &StopRequest,
-    ) -> impl Future<Output = Result<StopWrite, StoreError>> + Send {
-        (**self).request_stop(key, stop)
-    }
-    fn get_run(&self, key: &RunKey) -> impl Future<Output = Result<Option<RunRecord>, StoreError>> + Send {
-        (**self).get_run(key)
-    }
-}
-
-impl<T: FinalizerStore> FinalizerStore for &T {
-    fn finalize_stop(
-        &self,
-        key: &RunKey,
-        w: &StoppedWrite,
-    ) -> impl Future<Output = Result<FinalizeWrite, StoreError>> + Send {
-        (**self).finalize_stop(key, w)
-    }
-    fn request_cancel(
-        &self,
-        key: &RunKey,
-        by: &str,
-        at: &str,
-    ) -> impl Future<Output = Result<CancelWrite, StoreError>> + Send {
-        (**self).request_cancel(key, by, at)
-    }
-}
-
-impl<T: ReconcilerStore> ReconcilerStore for &T {
-    fn stopping_runs(&self) -> impl Future<Output = Result<Vec<StoppingRun>, StoreError>> + Send {
-        (**self).stopping_runs()
-    }
-}
-
-impl<T: WorkerControl> WorkerControl for &T {
-    fn stop_task(
-        &self,
-        cluster: &str,
-        task: &str,
-        reason: &str,
-    ) -> impl Future<Output = Result<TaskStop, UpstreamError>> + Send {
-        (**self).stop_task(cluster, task, reason)
-    }
-}
-
-impl<T: WorkerFleet> WorkerFleet for &T {
-    fn describe_tasks(
-        &self,
-        cluster: &str,
-        tasks: &[String],
-    ) -> impl Future<Output = Result<Described, UpstreamError>> + Send {
-        (**self).describe_tasks(cluster, tasks)
-    }
-    fn list_running(
-        &self,
-        cluster: &str,
-        started_by: &str,
-    ) -> impl Future<Output = Result<Vec<String>, UpstreamError>> + Send {
-        (**self).list_running(cluster, started_by)
-    }
 }

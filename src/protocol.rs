@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{ApiError, ValidationReason};
-use crate::model::{check_run_id, truncate_to, FieldError, RunKey, RunStatus, WorkflowArn};
+use crate::domain::{check_run_id, truncate_to, FieldError, RunKey, RunStatus, WorkflowArn};
 use crate::ports::RunRecord;
 
 /// The JSON protocol's target prefix (`targetPrefix` in the service model).

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::domain::{timestamp, truncate_to, Caller, RunKey, RunStatus, StopDecision};
 use crate::error::ApiError;
-use crate::model::{timestamp, truncate_to, Caller, RunKey, RunStatus, StopDecision};
 use crate::ports::{RunRecord, RunStore, StopRequest, StopWrite, TaskStop, UpstreamError, UpstreamKind, WorkerControl};
 
 /// ECS caps `StopTask.reason` at 255 characters.

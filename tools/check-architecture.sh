@@ -5,7 +5,7 @@
 #     crates (lambda_http, lambda_runtime, aws_lambda_events);
 #   - nothing in the crate depends on config (the composition root);
 #   - each module uses only the modules below it (no back edge, so no
-#     import circle): model < ports < error < protocol, ports < pacing,
+#     import circle): domain < ports < error < protocol, ports < pacing,
 #     ports < stop < finalize, and the edges (aws, lambda) on top.
 # Comment lines are not code and are not checked.
 set -euo pipefail
@@ -32,18 +32,18 @@ done < <(code $(find src -name '*.rs') | grep -E '\bcrate::\{' || true)
 
 # module (top-level name under src/) -> the crate modules it may use
 declare -A allowed=(
-  [model]=""
+  [domain]=""
   [metrics]=""
-  [ports]="model"
+  [ports]="domain"
   [pacing]="ports"
-  [error]="model ports"
-  [protocol]="model ports error"
-  [stop]="model ports error metrics"
-  [finalize]="model ports stop metrics"
-  [aws]="model ports"
-  [lambda]="model ports error protocol stop finalize metrics"
+  [error]="domain ports"
+  [protocol]="domain ports error"
+  [stop]="domain ports error metrics"
+  [finalize]="domain ports stop metrics"
+  [aws]="domain ports"
+  [lambda]="domain ports error protocol stop finalize metrics"
   [config]="aws finalize lambda pacing stop"
-  [lib]="aws config error finalize lambda metrics model pacing ports protocol stop"
+  [lib]="aws config error finalize lambda metrics domain pacing ports protocol stop"
 )
 for file in $(find src -name '*.rs' -not -path 'src/bin/*' | sort); do
   rel=${file#src/}

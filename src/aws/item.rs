@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 
 use super::dynamo::attr;
-use crate::model::RunKey;
+use crate::domain::RunKey;
 use crate::ports::{ChildRef, RunRecord, StoreError};
 
 /// One optional attribute as `T`; absent, NULL or of the wrong type is `None`

@@ -7,8 +7,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use tokio::time::Instant;
 
+use crate::domain::Caller;
 use crate::error::ApiError;
-use crate::model::Caller;
 
 /// How requests without an IAM identity are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::domain::{check_run_id, RunKey, RunStatus, WorkflowArn};
 use crate::finalize::{Finalizer, RunOutcome};
-use crate::model::{check_run_id, RunKey, RunStatus, WorkflowArn};
 use crate::ports::{FinalizedBy, FinalizerStore, WorkerFleet};
 
 /// The keys of a stream record.

@@ -11,7 +11,7 @@ use aws_sdk_ecs::operation::stop_task::{StopTaskError, StopTaskOutput};
 use aws_sdk_ecs::types::error::{ClusterNotFoundException, InvalidParameterException, ServerException};
 use aws_smithy_mocks::{mock, mock_client};
 use mwaa_stop::aws::{DynamoRunStore, EcsWorkers};
-use mwaa_stop::model::{RunKey, WorkflowArn};
+use mwaa_stop::domain::{RunKey, WorkflowArn};
 use mwaa_stop::ports::UpstreamKind;
 use mwaa_stop::ports::{RunStore, StopRequest, StopWrite, StoreError};
 use mwaa_stop::ports::{TaskStop, WorkerControl};
@@ -338,7 +338,7 @@ fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
         workers_stopped: 3,
         orphans_stopped: 1,
         child_policy: Some(mwaa_stop::ports::ChildPolicyApplied {
-            policy: mwaa_stop::model::ChildPolicy::Terminate,
+            policy: mwaa_stop::domain::ChildPolicy::Terminate,
             children: 2,
             affected: 1,
             skipped: 1,

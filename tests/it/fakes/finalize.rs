@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
+use mwaa_stop::domain::{ChildPolicy, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::finalize::{Finalizer, FinalizerLimits, RunOutcome};
 use mwaa_stop::lambda::stream::{classify, handle_batch, RecordIntent};
-use mwaa_stop::model::{ChildPolicy, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::ports::ChildRef;
 use serde_json::json;
 

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use mwaa_stop::domain::{Caller, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::finalize::{Finalizer, FinalizerLimits, RunOutcome};
-use mwaa_stop::model::{Caller, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::pacing::{EcsRates, Paced};
 use mwaa_stop::ports::StopRequest;
 use mwaa_stop::stop::{FanOutLimits, Service};

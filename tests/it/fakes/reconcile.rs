@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use mwaa_stop::domain::{timestamp, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::finalize::{Finalizer, FinalizerLimits};
 use mwaa_stop::lambda::stream::handle_batch;
-use mwaa_stop::model::{timestamp, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::ports::FinalizedBy;
 use time::OffsetDateTime;
 

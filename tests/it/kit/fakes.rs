@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mwaa_stop::model::{RunKey, RunStatus};
+use mwaa_stop::domain::{RunKey, RunStatus};
 use mwaa_stop::ports::{
     CancelWrite, Described, FinalizeWrite, FinalizerStore, ReconcilerStore, RunRecord, RunStore, StopRequest,
     StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl,
@@ -413,5 +413,50 @@ impl WorkerFleet for MemEcs {
         let by = self.started_by.lock().unwrap();
         let tasks = self.tasks.lock().unwrap();
         Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A shared fake is a fake: several procedures (API processes, finalizers) of
+// one test over the same table and the same ECS. The product's ports have no
+// such impl: only the tests share one adapter among procedures this way.
+// ---------------------------------------------------------------------------
+
+impl RunStore for &MemTable {
+    async fn request_stop(&self, key: &RunKey, stop: &StopRequest) -> Result<StopWrite, StoreError> {
+        (**self).request_stop(key, stop).await
+    }
+    async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
+        (**self).get_run(key).await
+    }
+}
+
+impl FinalizerStore for &MemTable {
+    async fn finalize_stop(&self, key: &RunKey, w: &StoppedWrite) -> Result<FinalizeWrite, StoreError> {
+        (**self).finalize_stop(key, w).await
+    }
+    async fn request_cancel(&self, key: &RunKey, by: &str, at: &str) -> Result<CancelWrite, StoreError> {
+        (**self).request_cancel(key, by, at).await
+    }
+}
+
+impl ReconcilerStore for &MemTable {
+    async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        (**self).stopping_runs().await
+    }
+}
+
+impl WorkerControl for &MemEcs {
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
+        (**self).stop_task(cluster, task, reason).await
+    }
+}
+
+impl WorkerFleet for &MemEcs {
+    async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
+        (**self).describe_tasks(cluster, tasks).await
+    }
+    async fn list_running(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
+        (**self).list_running(cluster, started_by).await
     }
 }

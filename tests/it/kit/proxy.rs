@@ -10,8 +10,8 @@
 //! shape, added latency, a dropped connection (before or after the request
 //! reached moto), or a hold until the test releases it.
 //!
-//! The two original behaviours stay as `Faults`: `hold_stopping` rewrites
-//! `DescribeTasks` answers (draining tasks), `fail_stop_task` is a rule.
+//! One action rewrites the answer instead: [`Action::HoldStopping`] reports
+//! STOPPED tasks of `DescribeTasks` as `STOPPING` for a while (draining).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,16 +24,6 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::serve::{serve, BoxError, Server};
-
-/// The original fault knobs, kept for `moto::finalizer`.
-#[derive(Default)]
-pub struct Faults {
-    /// Report a STOPPED task as `STOPPING` in its first N `DescribeTasks`
-    /// answers after it stopped, as a draining container does.
-    pub hold_stopping: usize,
-    /// Answer the first N `StopTask` calls with an ECS `ServerException` (500).
-    pub fail_stop_task: usize,
-}
 
 /// Which matching calls a rule fires on (counted per rule, from 1).
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +80,10 @@ pub enum Action {
     /// Wait until [`Proxy::release`], then forward; dropped if the proxy is
     /// dropped first (a request still in flight when its caller died).
     Hold,
+    /// Forward, then report each STOPPED task of a `DescribeTasks` answer as
+    /// `STOPPING` in its first N answers after it stopped, as a draining
+    /// container does.
+    HoldStopping(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +113,6 @@ pub const INJECTED_DETAIL: &str = "injected by the test proxy: internal detail a
 
 #[derive(Default)]
 struct State {
-    faults: Faults,
     rules: Vec<(Rule, usize)>,
     /// task ARN → STOPPED answers rewritten so far
     held: HashMap<String, usize>,
@@ -147,23 +140,10 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    /// The original constructor: `Faults` only.
-    pub async fn start(upstream: &str, faults: Faults) -> Proxy {
-        let mut rules = Vec::new();
-        if faults.fail_stop_task > 0 {
-            rules.push(Rule::new("StopTask", When::FirstN(faults.fail_stop_task), Action::ServerError));
-        }
-        Proxy::launch(upstream, faults, rules).await
-    }
-
     /// A proxy applying `rules` (first firing rule wins).
     pub async fn with_rules(upstream: &str, rules: Vec<Rule>) -> Proxy {
-        Proxy::launch(upstream, Faults::default(), rules).await
-    }
-
-    async fn launch(upstream: &str, faults: Faults, rules: Vec<Rule>) -> Proxy {
         let rules = rules.into_iter().map(|r| (r, 0)).collect();
-        let state = Arc::new(Mutex::new(State { faults, rules, ..Default::default() }));
+        let state = Arc::new(Mutex::new(State { rules, ..Default::default() }));
         let (release, gate) = watch::channel(Gate::Closed);
         let (upstream, st, http) = (upstream.to_owned(), state.clone(), reqwest::Client::new());
         let server = serve(move |req| forward(req, http.clone(), upstream.clone(), st.clone(), gate.clone())).await;
@@ -265,8 +245,10 @@ async fn forward(
     };
 
     let mut drop_after = false;
+    let mut hold_for = 0;
     match action {
         None => {}
+        Some(Action::HoldStopping(n)) => hold_for = n,
         Some(a @ (Action::Throttle | Action::ServerError)) => {
             let note = if matches!(a, Action::Throttle) { "injected-throttle" } else { "injected-500" };
             state.lock().unwrap().log.push(format!("{target}:{note}"));
@@ -320,7 +302,7 @@ async fn forward(
         let mut st = state.lock().unwrap();
         let entry = match target.as_str() {
             "DescribeTasks" => {
-                let (rewritten, note) = hold_stopping(&bytes, &mut st);
+                let (rewritten, note) = hold_stopping(&bytes, &mut st, hold_for);
                 if let Some(b) = rewritten {
                     bytes = b;
                 }
@@ -348,10 +330,10 @@ async fn forward(
     Ok(builder.body(Full::new(bytes)).unwrap())
 }
 
-/// Rewrite STOPPED tasks to STOPPING for their first `hold_stopping` answers.
+/// Rewrite STOPPED tasks to STOPPING for their first `hold_for` answers.
 /// Returns the new body (if changed) and a note: `all-stopped` when every task
 /// in the answer is reported STOPPED after the rewrite, else `not-all-stopped`.
-fn hold_stopping(body: &[u8], st: &mut State) -> (Option<Bytes>, String) {
+fn hold_stopping(body: &[u8], st: &mut State, hold_for: usize) -> (Option<Bytes>, String) {
     let Ok(mut json) = serde_json::from_slice::<Value>(body) else { return (None, "unreadable".into()) };
     let mut changed = false;
     let mut all_stopped = true;
@@ -360,7 +342,7 @@ fn hold_stopping(body: &[u8], st: &mut State) -> (Option<Bytes>, String) {
             let arn = t["taskArn"].as_str().unwrap_or_default().to_owned();
             if t["lastStatus"] == "STOPPED" {
                 let held = st.held.entry(arn).or_insert(0);
-                if *held < st.faults.hold_stopping {
+                if *held < hold_for {
                     *held += 1;
                     t["lastStatus"] = Value::from("STOPPING");
                     changed = true;

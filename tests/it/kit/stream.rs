@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
+use mwaa_stop::domain::RunKey;
 use mwaa_stop::finalize::Finalizer;
 use mwaa_stop::lambda::stream::handle_batch;
-use mwaa_stop::model::RunKey;
 use mwaa_stop::ports::{FinalizerStore, WorkerFleet};
 use serde_json::{json, Value};
 

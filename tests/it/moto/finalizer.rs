@@ -2,7 +2,7 @@
 //! STOPPING, the table's real stream records are delivered to the finalizer as
 //! Lambda would deliver them, and ECS tasks are really stopped.
 
-use crate::kit::proxy::{Faults, Proxy};
+use crate::kit::proxy::{Action, Proxy, Rule, When};
 use crate::kit::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use mwaa_stop::lambda::http::AuthMode;
@@ -29,7 +29,9 @@ fn event<'a>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_then_finalize_reaches_stopped_only_after_every_worker_drained() {
     let world = World::new().await;
-    let proxy = Proxy::start(&world.moto.url, Faults { hold_stopping: 3, ..Default::default() }).await;
+    let proxy =
+        Proxy::with_rules(&world.moto.url, vec![Rule::new("DescribeTasks", When::Always, Action::HoldStopping(3))])
+            .await;
     let api = world.api(AuthMode::Iam).await;
     let finalizer = world.finalizer_via(&proxy.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;
@@ -65,7 +67,8 @@ async fn stop_then_finalize_reaches_stopped_only_after_every_worker_drained() {
 async fn a_failed_fan_out_is_finished_by_the_finalizer() {
     let world = World::new().await;
     // Every StopTask of the API fails, as if ECS were throttling or the API crashed.
-    let proxy = Proxy::start(&world.moto.url, Faults { fail_stop_task: 1000, ..Default::default() }).await;
+    let proxy =
+        Proxy::with_rules(&world.moto.url, vec![Rule::new("StopTask", When::Always, Action::ServerError)]).await;
     let api = world.api_via(AuthMode::Iam, &proxy.url).await;
     let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
     let mut tail = world.tail().await;

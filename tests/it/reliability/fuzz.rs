@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
 use base64::Engine;
+use mwaa_stop::domain::RunStatus;
 use mwaa_stop::finalize::{Finalizer, FinalizerLimits};
 use mwaa_stop::lambda::http::{Api, ApiSettings, AuthMode};
 use mwaa_stop::lambda::stream::{classify, handle_batch, RecordIntent};
-use mwaa_stop::model::RunStatus;
 use mwaa_stop::stop::{FanOutLimits, Service};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};

@@ -44,6 +44,7 @@ async fn fifty_concurrent_stops_make_exactly_one_transition_and_one_fan_out() {
     let item = world.get_item(&arn, "run-1").await.unwrap();
     assert_eq!(history_of(&item), vec!["Started", "StopRequested"]);
     assert_eq!(ecs.count("StopTask"), 4, "only the one transition fans out, once per worker: {:?}", ecs.log());
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 4], "that one wave stopped every worker");
     finalize_all(&world).await;
     assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 4]);
     let stopped = world.status_changes().await.into_iter().filter(|(_, n)| n == "STOPPED").count();
