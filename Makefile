@@ -50,7 +50,7 @@ bench: template-build
 # (filtering, batching, partial failures), the local stack, the demo tour's
 # printing, and the template assertions (also run by `make template-check`).
 pytest: venv
-	cd $(LOCALDEV) && ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOCALDEV)/tests
 
 # The whole service on this machine, in the foreground (Ctrl-C stops it).
 local: venv
