@@ -5,6 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The local tools, one Python package (`python -m localdev ...`), installed
+# editable into $(VENV) (and into .venv-sam by mk/template.mk): a change to its
+# modules needs no reinstall, a change to its pyproject.toml reinstalls.
+LOCALDEV := tools/localdev
+LOCALDEV_PROJECT := $(LOCALDEV)/pyproject.toml
 
 LOCAL_AWS_PORT ?= 5000
 LOCAL_API_PORT ?= 9000
@@ -12,7 +17,7 @@ LOCAL_API_PORT ?= 9000
 LOCAL_LAMBDA_PORT ?= 9001
 # `make seed` into a running `make sam-local`: SAM_LOCAL=1 (its API URL differs).
 SAM_LOCAL ?=
-# The local stack's safety net (tools/localstack/settings.py checks them):
+# The local stack's safety net (tools/localdev/src/localdev/settings.py checks them):
 # LOCAL_STREAM_MAPPING=off starts no stream mapping, as if disabled in AWS;
 # the reconciler runs every LOCAL_RECONCILE_PERIOD seconds and finalizes runs
 # STOPPING longer than LOCAL_RECONCILE_AFTER_MS.
@@ -41,24 +46,25 @@ bench: template-build
 	cargo build --profile release-speed --bins
 	cargo run --release --quiet --example bench
 
-# The Python tools' own tests: the local stream mapping (filtering, batching, partial
-# failures) and the demo tour's printing.
+# The Python tools' own tests (tools/localdev/tests/): the local stream mapping
+# (filtering, batching, partial failures), the local stack, the demo tour's
+# printing, and the template assertions (also run by `make template-check`).
 pytest: venv
-	cd tools && ../$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOCALDEV)/tests
 
 # The whole service on this machine, in the foreground (Ctrl-C stops it).
 local: venv
-	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+	@$(LOCAL_ENV) $(VENV)/bin/python -m localdev up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
 
 # The guided tour: start, stop a run with the AWS CLI, watch it reach STOPPED, shut down.
 demo: venv
-	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+	@$(LOCAL_ENV) $(VENV)/bin/python -m localdev demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
 
 # Seed another run into a running `make local`. The values are checked
 # (whole numbers, limits, the policy) before anything is touched.
 seed:
 	@[ -x $(VENV)/bin/python ] || { echo "make: run 'make local' first." >&2; exit 1; }
-	@$(VENV)/bin/python tools/local_stack.py seed --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
+	@$(VENV)/bin/python -m localdev seed --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
 		--workers='$(WORKERS)' --children='$(CHILDREN)' --child-policy='$(CHILD_POLICY)' $(if $(SAM_LOCAL),--sam)
 
 # The same stack as `make local`, with the functions in SAM's Lambda containers
@@ -67,17 +73,18 @@ seed:
 # LOCAL_LAMBDA_PORT. Builds what it needs first: the arm64 `sam build`
 # (template-build) and the Lambda base image (sam-image). docs/deploy.md.
 sam-local: venv template-build sam-image
-	@$(LOCAL_ENV) $(VENV)/bin/python tools/local_stack.py sam-up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
+	@$(LOCAL_ENV) $(VENV)/bin/python -m localdev sam-up --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT) \
 		--lambda-port $(LOCAL_LAMBDA_PORT)
 
 venv: $(STAMP)
 
-$(STAMP): tools/requirements-test.txt tools/requirements-watch.txt
+$(STAMP): tools/requirements-test.txt tools/requirements-watch.txt $(LOCALDEV_PROJECT)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.9 or newer (python3 and its venv module)." >&2; exit 1; }
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV): install Python's venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
-	@echo "- installing moto, cargo-lambda and the AWS CLI into $(VENV)/ (first time only)"
+	@echo "- installing moto, cargo-lambda, the AWS CLI and the local tools into $(VENV)/ (first time only)"
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt || { echo "make: installing the test tools into $(VENV) failed (see pip's message above)." >&2; exit 1; }
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r tools/requirements-watch.txt || { echo "make: installing cargo-lambda into $(VENV) failed (see pip's message above)." >&2; exit 1; }
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e $(LOCALDEV) || { echo "make: installing the local tools ($(LOCALDEV)) into $(VENV) failed (see pip's message above)." >&2; exit 1; }
 	@touch $@
 
 lint:

@@ -3,7 +3,8 @@
 #
 #   make sam-image       the image public.ecr.aws/lambda/provided:al2023-arm64 in the
 #                        Docker engine: already there, pulled, or the Debian stand-in
-#                        (tools/samlocal/standin_image.py, cached under target/sam-local/)
+#                        (tools/localdev/src/localdev/standin_image.py, standard library
+#                        only, run by path with $(PYTHON); cached under target/sam-local/)
 #   make sam-local-test  the end-to-end tests (tests/it/runtime/sam_local.rs); without
 #                        a Docker engine, arm64 emulation or the arm64 build they are
 #                        SKIPPED with one line, and in CI (CI=true) that is a failure
@@ -19,7 +20,7 @@ SAM_LOCAL_DIR := target/sam-local
 # second waits, then finds the image loaded.
 sam-image:
 	@mkdir -p $(SAM_LOCAL_DIR)
-	@flock $(SAM_LOCAL_DIR)/image.lock $(PYTHON) tools/samlocal/standin_image.py $(if $(filter true,$(CI)),--no-pull)
+	@flock $(SAM_LOCAL_DIR)/image.lock $(PYTHON) tools/localdev/src/localdev/standin_image.py $(if $(filter true,$(CI)),--no-pull)
 
 sam-local-test: venv
 	@missing=""; \

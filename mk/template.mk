@@ -2,7 +2,9 @@
 # own: `make -f mk/template.mk template-check`.
 #
 #   make sam-venv        the SAM tools in .venv-sam/ (pinned: tools/requirements-sam.txt,
-#                        plus checkov's side environment below)
+#                        plus checkov's side environment below), and the local
+#                        tools' package (tools/localdev, editable, --no-deps) for
+#                        the template assertions and the bootstrap check
 #   make template-check  sam validate --lint, cfn-lint, checkov, the template
 #                        assertions (IAM least privilege, stream mapping, ...),
 #                        the execute-api signing checks, and the arm64 `sam build`
@@ -39,16 +41,20 @@ SAM_OFFLINE_ENV := -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN \
 	AWS_EC2_METADATA_DISABLED=true
 
 SAM_PIP_FLAGS := --quiet --disable-pip-version-check
+# The local tools' package (the top Makefile sets the same).
+LOCALDEV ?= tools/localdev
+LOCALDEV_PROJECT ?= $(LOCALDEV)/pyproject.toml
 
 .PHONY: sam-venv template-check template-lint template-cfn-lint template-checkov \
 	template-assertions sign-check template-build clean-sam-venv
 
 sam-venv: $(SAM_STAMP)
 
-$(SAM_STAMP): tools/requirements-sam.txt mk/template.mk
+$(SAM_STAMP): tools/requirements-sam.txt mk/template.mk $(LOCALDEV_PROJECT)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "sam-venv: $(PYTHON) not found: install Python 3.9 or newer (python3 and its venv module)." >&2; exit 1; }
 	@[ -x $(SAM_BIN)/python ] || $(PYTHON) -m venv $(SAM_VENV) || { echo "sam-venv: could not create $(SAM_VENV): install Python's venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
 	$(SAM_BIN)/python -m pip install $(SAM_PIP_FLAGS) -r tools/requirements-sam.txt || { echo "sam-venv: installing tools/requirements-sam.txt into $(SAM_VENV) failed (see pip's message above)." >&2; exit 1; }
+	$(SAM_BIN)/python -m pip install $(SAM_PIP_FLAGS) --no-deps -e $(LOCALDEV) || { echo "sam-venv: installing the local tools ($(LOCALDEV)) into $(SAM_VENV) failed (see pip's message above)." >&2; exit 1; }
 	@[ -x $(CHECKOV_VENV)/bin/python ] || $(PYTHON) -m venv $(CHECKOV_VENV) || { echo "sam-venv: could not create $(CHECKOV_VENV)." >&2; exit 1; }
 	$(CHECKOV_VENV)/bin/python -m pip install $(SAM_PIP_FLAGS) $(CHECKOV_PIN) || { echo "sam-venv: installing $(CHECKOV_PIN) into $(CHECKOV_VENV) failed (see pip's message above)." >&2; exit 1; }
 	@touch $@
@@ -83,8 +89,8 @@ template-checkov: $(SAM_STAMP)
 		|| { echo "template-check: FAILED: checkov reported failed checks on $(SAM_TEMPLATE) (above)." >&2; exit 1; }
 
 template-assertions: $(SAM_STAMP)
-	@echo "== pytest tools/test_template.py ($(SAM_TEMPLATE))"
-	@env SAM_TEMPLATE=$(SAM_TEMPLATE) $(SAM_BIN)/python -m pytest -q -p no:cacheprovider tools/test_template.py \
+	@echo "== pytest $(LOCALDEV)/tests/test_template.py ($(SAM_TEMPLATE))"
+	@env SAM_TEMPLATE=$(SAM_TEMPLATE) $(SAM_BIN)/python -m pytest -q -p no:cacheprovider $(LOCALDEV)/tests/test_template.py \
 		|| { echo "template-check: FAILED: the template assertions (IAM least privilege, stream mapping, ...) failed (above)." >&2; exit 1; }
 
 # The deployed API checks SigV4 for service `execute-api`; the mwaa-serverless
@@ -127,7 +133,7 @@ template-build: $(SAM_STAMP)
 	env $(SAM_OFFLINE_ENV) PATH="$(abspath $(SAM_BIN)):$$PATH" CARGO_TARGET_DIR="$(abspath $(SAM_CARGO_TARGET_DIR))" \
 		$(SAM_BIN)/sam build --beta-features --template-file $(SAM_TEMPLATE) --build-dir $(SAM_BUILD_DIR) \
 		|| { echo "template-check: FAILED: sam build --beta-features (arm64) failed (above)." >&2; exit 1; }; \
-	$(SAM_BIN)/python tools/check_bootstrap.py \
+	$(SAM_BIN)/python -m localdev.check_bootstrap \
 		$(SAM_BUILD_DIR)/RunApiFunction/bootstrap $(SAM_BUILD_DIR)/StopFinalizerFunction/bootstrap \
 		$(SAM_BUILD_DIR)/StopReconcilerFunction/bootstrap \
 		|| { echo "template-check: FAILED: the built bootstrap files are not aarch64 ELF executables (above)." >&2; exit 1; }; \

@@ -1,4 +1,4 @@
-//! Driving `tools/local_stack.py` (`make local`, `make sam-local`) from a
+//! Driving `python -m localdev` (`make local`, `make sam-local`) from a
 //! test: start it on free ports and read its READY and DEMO lines
 //! ([`RunningStack::start`]), stop a run and see it STOPPED with every worker
 //! stopped ([`stop_and_wait_stopped`]), then SIGTERM it and check that it
@@ -46,6 +46,12 @@ pub fn alive(pid: u32, start: u64) -> bool {
     })
 }
 
+/// The start time of `pid` (field 22 of /proc/PID/stat), if it exists.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
+}
+
 /// The exit status of a stack just sent SIGTERM; it has `within` to go.
 pub fn exit_after_sigterm(stack: &mut Child, what: &str, within: Duration) -> ExitStatus {
     let deadline = Instant::now() + within;
@@ -59,14 +65,32 @@ pub fn exit_after_sigterm(stack: &mut Child, what: &str, within: Duration) -> Ex
 }
 
 /// SIGTERMs the stack when dropped (an assertion failed), so it cleans up
-/// after itself.
-struct Term(u32);
+/// after itself: `(pid, start time)` of the stack.
+struct Term(u32, Option<u64>);
+
+/// How long a dropped stack gets to stop its processes and exit after SIGTERM
+/// (as [`RunningStack::terminate`] gives it in the tests), on a slow machine.
+const TERM_WITHIN: Duration = Duration::from_secs(60);
 
 impl Drop for Term {
     fn drop(&mut self) {
-        if std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
-            let _ = Command::new("kill").args(["-TERM", &self.0.to_string()]).stderr(Stdio::null()).status();
-            std::thread::sleep(Duration::from_secs(10));
+        let Term(pid, Some(start)) = *self else { return };
+        if !alive(pid, start) {
+            return; // exited already (a zombie until reaped) or reaped
+        }
+        // What to wait for: the stack and every process under it now (it
+        // stops them on SIGTERM, then exits), gone or a zombie; polled,
+        // not a fixed sleep, and bounded (a drop must not hang or panic).
+        let mut running = descendants(pid);
+        running.insert((pid, start));
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + TERM_WITHIN;
+        while running.iter().any(|&(p, s)| alive(p, s)) {
+            if Instant::now() >= deadline {
+                eprintln!("the stack (pid {pid}) or a process under it still runs {TERM_WITHIN:?} after SIGTERM");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -87,12 +111,12 @@ pub struct RunningStack {
 }
 
 impl RunningStack {
-    /// Spawn `cmd` (a `tools/local_stack.py up`-like command, stdout piped by
+    /// Spawn `cmd` (a `python -m localdev up`-like command, stdout piped by
     /// this function) and read its output until "Serving.", within `ready_within`.
     pub fn start(cmd: &mut Command, log_dir: PathBuf, ready_within: Duration) -> RunningStack {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the local stack");
         let pid = child.id();
-        let term = Term(pid);
+        let term = Term(pid, start_time(pid));
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use mwaa_stop::aws::SdkSettings;
 use serde_json::json;
 
-/// moto's server, serialized per request (see `tools/moto_serial.py`).
+/// moto's server, serialized per request (see `localdev.moto_serial`).
 pub struct Moto {
     pub guard: Guard,
     pub url: String,
@@ -24,7 +24,7 @@ impl Moto {
     pub async fn start() -> Moto {
         let port = free_port();
         let mut cmd = Command::new(venv_bin("python"));
-        cmd.arg(project_dir().join("tools/moto_serial.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        cmd.args(["-m", "localdev.moto_serial", "-H", "127.0.0.1", "-p", &port.to_string()]);
         let mut guard = Guard::spawn(cmd, &format!("moto-{port}.log"));
         let url = format!("http://127.0.0.1:{port}");
         wait_for(&format!("{url}/moto-api/"), 200, Duration::from_secs(60), &mut guard).await;

@@ -2,7 +2,7 @@
 //! events Lambda's DynamoDB event source delivers) and the one delivery loop
 //! ([`deliver`]), which follows Lambda's retry rule for
 //! `ReportBatchItemFailures` the way the local stream mapping
-//! (`tools/stream_mapper.py`) does: redeliver from the lowest failed
+//! (`localdev.stream_mapper`) does: redeliver from the lowest failed
 //! sequence number, up to `max_retries` times, then the rest goes to the
 //! failure destination.
 

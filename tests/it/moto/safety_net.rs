@@ -4,7 +4,7 @@
 //! DynamoDB's item size limit is stopped and finalized; the documented worker
 //! registration refuses a worker that would not fit.
 //!
-//! moto's update is made all-or-nothing by `tools/moto_serial.py`, as
+//! moto's update is made all-or-nothing by `localdev.moto_serial`, as
 //! DynamoDB's is; its item limit (405,000 bytes of its own accounting) is
 //! close to DynamoDB's 400 KiB.
 

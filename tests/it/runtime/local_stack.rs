@@ -41,7 +41,7 @@ async fn stop_the_demo_run_end_to_end(stream_mapping: Option<&str>) -> String {
     };
     as_from_a_shell(&mut cmd)
         .current_dir(project_dir())
-        .args(["tools/local_stack.py", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
+        .args(["-m", "localdev", "up", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
         .arg("--log-dir")
         .arg(&log_dir);
     let stack = RunningStack::start(&mut cmd, log_dir, Duration::from_secs(1500));
@@ -62,7 +62,7 @@ fn a_port_in_use_is_one_clear_sentence() {
     let port = busy.local_addr().unwrap().port();
     let out = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
-        .args(["tools/local_stack.py", "up", "--aws-port", &port.to_string(), "--api-port", &free_port().to_string()])
+        .args(["-m", "localdev", "up", "--aws-port", &port.to_string(), "--api-port", &free_port().to_string()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -78,14 +78,7 @@ fn the_demo_tour_passes_with_the_real_aws_cli() {
     let (aws_port, api_port) = (free_port(), free_port());
     let out = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
-        .args([
-            "tools/local_stack.py",
-            "demo",
-            "--aws-port",
-            &aws_port.to_string(),
-            "--api-port",
-            &api_port.to_string(),
-        ])
+        .args(["-m", "localdev", "demo", "--aws-port", &aws_port.to_string(), "--api-port", &api_port.to_string()])
         .arg("--log-dir")
         .arg(log_dir().join(format!("demo-{api_port}")))
         .output()
@@ -115,7 +108,7 @@ fn a_stop_signal_during_start_up_leaves_nothing_running() {
         let (aws_port, api_port) = (free_port(), free_port());
         let mut stack = as_from_a_shell(&mut Command::new(venv_bin("python")))
             .current_dir(project_dir())
-            .args(["tools/local_stack.py", command, "--aws-port", &aws_port.to_string()])
+            .args(["-m", "localdev", command, "--aws-port", &aws_port.to_string()])
             .args(["--api-port", &api_port.to_string()])
             .arg("--log-dir")
             .arg(log_dir().join(format!("interrupted-{command}-{api_port}")))

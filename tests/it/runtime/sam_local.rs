@@ -147,7 +147,7 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     as_from_a_shell(&mut cmd)
         .current_dir(project_dir())
         .env_remove("LOCAL_STREAM_MAPPING")
-        .args(["tools/local_stack.py", "sam-up", "--aws-port", &aws_port.to_string()])
+        .args(["-m", "localdev", "sam-up", "--aws-port", &aws_port.to_string()])
         .args(["--api-port", &api_port.to_string(), "--lambda-port", &lambda_port.to_string()])
         .arg("--log-dir")
         .arg(&log_dir);
@@ -161,7 +161,7 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     // Another run, seeded as `make seed SAM_LOCAL=1` does, stopped with botocore.
     let seeded = as_from_a_shell(&mut Command::new(venv_bin("python")))
         .current_dir(project_dir())
-        .args(["tools/local_stack.py", "seed", "--sam", "--workers", "2", "--aws-port", &aws_port.to_string()])
+        .args(["-m", "localdev", "seed", "--sam", "--workers", "2", "--aws-port", &aws_port.to_string()])
         .args(["--api-port", &api_port.to_string()])
         .output()
         .unwrap();

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! boto3's equivalent is one event handler, `sign_for_execute_api` in
-//! `tools/sign_execute_api.py`. Both clients are run here against the test
+//! `localdev.sign_execute_api` (`tools/localdev/`, installed into `.venv` by
+//! `make venv`). Both clients are run here against the test
 //! kit's SigV4 verifier (`kit::sigv4`), which checks signatures the way API
 //! Gateway does, with known test credentials for service `execute-api`. No
 //! network, no AWS.
@@ -31,7 +32,7 @@ use aws_types::SigningName;
 use hyper::HeaderMap;
 
 use crate::kit::sigv4::{hex, hmac, sha256_hex, start_verifier, verify_sigv4, ACCESS_KEY, REGION, SECRET_KEY};
-use crate::kit::{project_dir, venv_bin};
+use crate::kit::venv_bin;
 
 /// Signs every request of the client it is added to for `execute-api`.
 #[derive(Debug)]
@@ -155,10 +156,8 @@ fn the_verifier_checks_the_body_path_and_signed_headers() {
 fn boto3_stop(url: &str, secret: &str, resign: bool) -> Result<String, String> {
     let script = format!(
         r#"
-import sys
-sys.path.insert(0, {tools:?})
 import boto3, botocore.config, botocore.exceptions
-from sign_execute_api import sign_for_execute_api
+from localdev.sign_execute_api import sign_for_execute_api
 client = boto3.client("mwaa-serverless", region_name="{REGION}", endpoint_url={url:?},
     aws_access_key_id="{ACCESS_KEY}", aws_secret_access_key={secret:?},
     config=botocore.config.Config(retries={{"max_attempts": 1}}))
@@ -169,7 +168,6 @@ try:
 except botocore.exceptions.ClientError as e:
     print("ERR", e.response["Error"].get("Code"), e)
 "#,
-        tools = project_dir().join("tools").display().to_string(),
         resign = if resign { "True" } else { "False" },
     );
     let out = std::process::Command::new(venv_bin("python"))

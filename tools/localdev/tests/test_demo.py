@@ -1,8 +1,8 @@
 """Tests of the demo tour's printing that do not need a running stack
-(tools/localstack/demo.py).
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+(localdev/demo.py).
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
-from localstack.demo import event_detail_keys
+from localdev.demo import event_detail_keys
 
 
 def test_event_details_print_in_one_order_whatever_order_the_table_returns():

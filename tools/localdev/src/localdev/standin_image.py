@@ -22,7 +22,10 @@ The stand-in is Debian 12 (glibc 2.36), not Amazon Linux 2023 (glibc 2.34):
 the functions are static-enough Rust binaries linked for glibc 2.17+ by
 cargo-lambda's zig, so they run on both. Run as root (debootstrap).
 
-    standin_image.py [--no-pull] [--print-key]
+    python3 tools/localdev/src/localdev/standin_image.py [--no-pull] [--print-key]
+
+Standard library only, and nothing from the rest of the package: `make
+sam-image` runs this file by path with the system python (no virtualenv).
 """
 
 from __future__ import annotations
@@ -38,7 +41,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+# The checkout (as localdev.common.project_root(), which this file cannot
+# import when run by path): the nearest folder holding template.yaml and
+# Cargo.toml above this file, else above the working directory.
+ROOT = next(
+    (
+        d
+        for start in (Path(__file__).resolve().parent, Path.cwd().resolve())
+        for d in (start, *start.parents)
+        if (d / "template.yaml").is_file() and (d / "Cargo.toml").is_file()
+    ),
+    Path.cwd().resolve(),
+)
 IMAGE = "public.ecr.aws/lambda/provided:al2023-arm64"
 SUITE = "bookworm"
 PACKAGES = ["ca-certificates"]
@@ -135,7 +149,7 @@ def build_archive(key: str, out: Path) -> None:
         # No entry point: SAM runs its Runtime Interface Emulator as the entry point.
         "config": {"Env": ENV, "WorkingDir": "/var/task", "Labels": {LABEL: key}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": f"tools/samlocal/standin_image.py: debootstrap --variant=minbase --arch=arm64 {SUITE}"}],
+        "history": [{"created_by": f"tools/localdev/src/localdev/standin_image.py: debootstrap --variant=minbase --arch=arm64 {SUITE}"}],
     }
     blob = json.dumps(config, sort_keys=True).encode()
     config_name = hashlib.sha256(blob).hexdigest() + ".json"

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable
 
-from stream_mapper import InvokeError
+from .stream_mapper import InvokeError
 
 log = logging.getLogger("reconciler")
 

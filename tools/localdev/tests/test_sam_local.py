@@ -1,8 +1,8 @@
 """Tests of the pieces of `make sam-local` that need no Docker engine
-(tools/localstack/sam.py, events/sam-local-env.json, samconfig.toml's `local`
+(localdev/sam.py, events/sam-local-env.json, samconfig.toml's `local`
 section, mk/sam-local.mk's skip): the end-to-end tests with Docker are
 tests/it/runtime/sam_local.rs (`make sam-local-test`).
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ import threading
 import tomllib
 from pathlib import Path
 
-import cfn_template
-from localstack.common import TABLE
-from localstack.sam import ENV_FILE, FUNCTION_IDS, HOST_FROM_CONTAINER, Forwarder, env_vars_file, local_parameters, sam_local_args
-from localstack.settings import LocalSettings
+from localdev import cfn_template
+from localdev.common import ROOT, TABLE
+from localdev.sam import ENV_FILE, FUNCTION_IDS, HOST_FROM_CONTAINER, Forwarder, env_vars_file, local_parameters, sam_local_args
+from localdev.settings import LocalSettings
 
-TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 
 
 def declared_env(template: dict, function: str) -> dict:

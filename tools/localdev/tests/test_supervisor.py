@@ -1,7 +1,7 @@
 """Tests of the local stack's process supervisor that need no running stack:
 stop signals cut a blocking call short, and every process it starts is
-recorded and obeys SIGTERM (tools/localstack/supervisor.py).
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+recorded and obeys SIGTERM (localdev/supervisor.py).
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 import os
 import pathlib
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from localstack.supervisor import _STOP, STOP_SIGNALS, Interrupted, Stack, http, install_stop_signals
+from localdev.supervisor import _STOP, STOP_SIGNALS, Interrupted, Stack, http, install_stop_signals
 
 
 def _stop_signal_soon(sig, delay=0.3):

@@ -1,6 +1,6 @@
 """Tests of the local event source mapping: filtering, batching, ordering,
 partial-failure retry, the bounded failure path, and shard iteration.
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 import datetime
 import json
@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from stream_mapper import (
+from localdev.stream_mapper import (
     BatchDeliverer,
     InvokeError,
     StreamMapper,
@@ -97,7 +97,7 @@ def test_filter_is_the_templates_and_matches_only_stopping():
 def test_template_declares_the_same_filter():
     """The whole template declares exactly one DynamoDB stream filter, and it
     is the one the local mapping reads (`template_filter`)."""
-    template = pathlib.Path(__file__).resolve().parent.parent / "template.yaml"
+    template = pathlib.Path(__file__).resolve().parents[3] / "template.yaml"
     if not template.exists():
         pytest.fail("template.yaml is missing: the mapping's filter has nothing to be compared with")
     from cfnlint.decode import decode

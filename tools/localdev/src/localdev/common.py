@@ -7,7 +7,21 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_root() -> Path:
+    """The checkout the tools work on: the nearest folder holding template.yaml
+    and Cargo.toml above this file (the editable install of `make venv`), else
+    above the working directory (a copy installed elsewhere, run from the
+    checkout), else the working directory."""
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for d in (start, *start.parents):
+            if (d / "template.yaml").is_file() and (d / "Cargo.toml").is_file():
+                return d
+    return Path.cwd().resolve()
+
+
+ROOT = project_root()
 # The virtualenv the stack runs from (`make venv`): cargo-lambda, the AWS CLI.
 BIN = Path(sys.executable).parent
 REGION = "us-east-1"

@@ -1,8 +1,8 @@
-"""Tests of the local reconciler schedule (tools/localstack/reconciler.py)
+"""Tests of the local reconciler schedule (localdev/reconciler.py)
 against a stand-in for `cargo lambda watch`'s Lambda Invoke API: a pass every
 period, start to start, never two at once, failures logged and survived,
 and `stop()` ending the loop.
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from localstack.reconciler import FUNCTION, ReconcilerLoop
-from stream_mapper import http_invoker
+from localdev.reconciler import FUNCTION, ReconcilerLoop
+from localdev.stream_mapper import http_invoker
 
 ANSWER = {"found": 0, "stopped": 0, "pending": 0, "failed": 0, "oldest_stopping_age_seconds": 0}
 

@@ -14,7 +14,7 @@ item size limit half-way (`Item size to update has exceeded the maximum
 allowed size`) leaves the first actions applied. DynamoDB applies none of
 them. The item is restored when moto's update fails.
 
-Usage: python tools/moto_serial.py [-H HOST] [-p PORT]
+Usage: python -m localdev.moto_serial [-H HOST] [-p PORT]
 """
 
 import argparse

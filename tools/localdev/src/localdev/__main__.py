@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The whole service on this machine: `make local`, `make demo`, `make seed`.
 
     up     moto (DynamoDB, DynamoDB Streams, ECS) + the three functions under
@@ -11,10 +10,11 @@
     seed   add a run (workers, child runs, child policy) to a running stack.
     sam-up `make sam-local`: as `up`, with run-api behind `sam local start-api`
            and the finalizer and the reconciler behind `sam local start-lambda`
-           (tools/localstack/sam.py; needs Docker, the SAM build and the image).
+           (localdev.sam; needs Docker, the SAM build and the image).
 
-Run it with the project's virtualenv python (`make venv` creates it); the
-Makefile targets do. The work is done by the package tools/localstack/.
+Run it as `python -m localdev` with the project's virtualenv python (`make
+venv` creates it and installs this package into it); the Makefile targets do.
+The work is done by the other modules of the package (localdev/__init__.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from localstack.common import ROOT, StackError, say  # noqa: E402
-from localstack.demo import cmd_demo  # noqa: E402
-from localstack.sam import SamStack  # noqa: E402
-from localstack.seed import check_seed_args, cli_commands, seed_run  # noqa: E402
-from localstack.supervisor import Interrupted, Stack, install_stop_signals  # noqa: E402
+from localdev.common import ROOT, StackError, say
+from localdev.demo import cmd_demo
+from localdev.sam import SamStack
+from localdev.seed import check_seed_args, cli_commands, seed_run
+from localdev.supervisor import Interrupted, Stack, install_stop_signals
 
 
 def cmd_up(args) -> int:
@@ -93,7 +92,7 @@ def cmd_seed(args) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m localdev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def ports(sp):

@@ -9,7 +9,7 @@ STOPPING_INDEX), the run table's StoppingRuns index in moto,
 LOCAL_STREAM_MAPPING=off starting no mapping, the reconciler invoked every
 LOCAL_RECONCILE_PERIOD seconds into reconciler.log, and nothing left running
 or invoked after `stop()`.
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-import localstack.supervisor as supervisor
-from localstack.common import TABLE
-from localstack.supervisor import Stack
+import localdev.supervisor as supervisor
+from localdev.common import TABLE
+from localdev.supervisor import Stack
 
 FAKE_WATCH = r'''#!{python}
 import json, os, sys, time

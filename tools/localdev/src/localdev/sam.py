@@ -9,7 +9,7 @@ containers instead of `cargo lambda watch`.
 
 Both serve the arm64 build of `sam build` (target/sam/build/) in the image
 `public.ecr.aws/lambda/provided:al2023-arm64` (the real one, or the stand-in of
-tools/samlocal/standin_image.py), with SAM's Runtime Interface Emulator. The
+localdev/standin_image.py), with SAM's Runtime Interface Emulator. The
 functions reach moto through AWS_ENDPOINT_URL
 (`http://host.docker.internal:PORT`, the host seen from a container) and run-api
 serves callers without an IAM identity (ALLOW_UNAUTHENTICATED_LOCAL): the

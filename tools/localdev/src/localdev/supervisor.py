@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import cfn_template
-from stream_mapper import BatchDeliverer, StreamMapper, http_invoker, template_filter
+from . import cfn_template
+from .stream_mapper import BatchDeliverer, StreamMapper, http_invoker, template_filter
 
 from .aws import clients, create_resources, workflow_arn
 from .common import BIN, REGION, ROOT, TABLE, TARGET, StackError, say
@@ -226,7 +226,7 @@ class Stack:
         say(f"- logs: {self.log_dir}/ (moto.log, {self.functions_logs}, stream-mapper.log, reconciler.log)")
 
         say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
-        moto = self._spawn([sys.executable, "tools/moto_serial.py", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
+        moto = self._spawn([sys.executable, "-m", "localdev.moto_serial", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
         self._wait(lambda: http("GET", f"{self.aws_url}/moto-api/")[0] == 200, 60, moto, "moto", "moto.log")
         # ECS tasks in moto advance a state each time they are described; real
         # tasks run until stopped.

@@ -1,24 +1,21 @@
 """Tests of what the environment may change about the local stack and how a
-bad value is refused (tools/localstack/settings.py, tools/localstack/seed.py's
+bad value is refused (localdev/settings.py, localdev/seed.py's
 argument checks), and that the command line refuses it before touching
 anything, with one sentence and exit status 1.
-Run by `make test` (`.venv/bin/python -m pytest tools`)."""
+Run by `make test` (`.venv/bin/python -m pytest tools/localdev/tests`)."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from localstack.common import StackError
-from localstack.seed import MAX_CHILDREN, MAX_WORKERS, check_seed_args
-from localstack.settings import LocalSettings, parse_after_ms, parse_period, parse_stream_mapping
+from localdev.common import ROOT, StackError
+from localdev.seed import MAX_CHILDREN, MAX_WORKERS, check_seed_args
+from localdev.settings import LocalSettings, parse_after_ms, parse_period, parse_stream_mapping
 
-TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 
 
 def one_sentence(e: StackError) -> str:
@@ -74,7 +71,7 @@ def free_port() -> int:
 def test_the_stack_refuses_a_bad_stream_mapping_before_starting_anything(tmp_path, command):
     log_dir = tmp_path / "logs"
     out = subprocess.run(
-        [sys.executable, str(TOOLS / "local_stack.py"), command, "--aws-port", str(free_port()),
+        [sys.executable, "-m", "localdev", command, "--aws-port", str(free_port()),
          "--api-port", str(free_port()), "--log-dir", str(log_dir)],
         cwd=ROOT, env={"PATH": "/usr/bin:/bin", "LOCAL_STREAM_MAPPING": "disabled"},
         capture_output=True, text=True, timeout=60,
@@ -118,7 +115,7 @@ def test_seed_arguments_that_make_no_sense_are_refused_in_one_sentence(workers, 
 
 def seed(*args: str, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(TOOLS / "local_stack.py"), "seed", "--aws-port", str(port), *args],
+        [sys.executable, "-m", "localdev", "seed", "--aws-port", str(port), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
 

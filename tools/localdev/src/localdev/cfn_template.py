@@ -3,9 +3,9 @@
 Parsed with cfn-lint's decoder (in .venv through moto[server], and in
 .venv-sam), which keeps !Ref / !GetAtt / !Sub as {"Ref": ...} /
 {"Fn::GetAtt": [...]} / {"Fn::Sub": ...}; the result is plain dicts, lists and
-strings. Used by the template assertions (tools/test_template.py), by the
-local stream mapping (tools/stream_mapper.py), which takes its filter from
-here, and by the local stack (tools/localstack/aws.py), which creates its run
+strings. Used by the template assertions (tools/localdev/tests/test_template.py),
+by the local stream mapping (localdev.stream_mapper), which takes its filter
+from here, and by the local stack (localdev.aws), which creates its run
 table with the template's keys and indexes.
 """
 
@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from .common import ROOT
+
 TEMPLATE = ROOT / "template.yaml"
 # The function the run table's stream triggers, and its stream event.
 FINALIZER = "StopFinalizerFunction"

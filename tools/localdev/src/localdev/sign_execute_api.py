@@ -12,7 +12,7 @@ signing name just before botocore signs:
     client.stop_workflow_run(WorkflowArn=ARN, RunId=RUN_ID)
 
 Usage:
-    python tools/sign_execute_api.py --url API_URL --region REGION --workflow-arn ARN --run-id ID [--get]
+    python -m localdev.sign_execute_api --url API_URL --region REGION --workflow-arn ARN --run-id ID [--get]
 
 Tested offline by `tests/it/runtime/sign_execute_api.rs` (`make sign-check`):
 boto3 with this handler, and aws-sdk-rust with its interceptor, against the

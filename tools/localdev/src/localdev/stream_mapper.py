@@ -15,8 +15,8 @@ It does, on this machine, what the deployed mapping (template.yaml) does:
   and the shard moves on, as `MaximumRetryAttempts` + `OnFailure` do.
 
 The classes take their AWS client and invoker as arguments, so the logic is
-tested with fakes (tools/test_stream_mapper.py) and used for real by the
-local stack (tools/localstack/supervisor.py).
+tested with fakes (tools/localdev/tests/test_stream_mapper.py) and used for
+real by the local stack (localdev.supervisor).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cfn_template
+from . import cfn_template
 
 log = logging.getLogger("stream-mapper")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The built functions are what provided.al2023 on arm64 runs.
 
-    python tools/check_bootstrap.py FILE...
+    python -m localdev.check_bootstrap FILE...
 
 Checks that each FILE (a `sam build` bootstrap) is a 64-bit little-endian
 aarch64 ELF executable that needs no glibc newer than provided.al2023's 2.34;

@@ -1,7 +1,7 @@
 """Assertions on template.yaml that linters cannot make, as a pytest module.
 
     make template-assertions        (.venv-sam, part of `make template-check`)
-    .venv-sam/bin/python -m pytest -q -p no:cacheprovider tools/test_template.py
+    .venv-sam/bin/python -m pytest -q -p no:cacheprovider tools/localdev/tests/test_template.py
 
 Also collected by `make pytest` (.venv has cfn-lint through moto[server]).
 SAM_TEMPLATE=path checks another template (default: the project's
@@ -28,9 +28,9 @@ Each test checks one part of the template:
     retention, the run table's settings, the API's IAM route, alarms, outputs,
     samconfig.toml.
 
-The template is read by tools/cfn_template.py (cfn-lint's decoder), which
+The template is read by localdev.cfn_template (cfn-lint's decoder), which
 keeps !Ref / !GetAtt / !Sub as {"Ref": ...} / {"Fn::GetAtt": [...]} /
-{"Fn::Sub": ...}. The built binaries are checked by tools/check_bootstrap.py.
+{"Fn::Sub": ...}. The built binaries are checked by localdev.check_bootstrap.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import pytest
 
-import cfn_template
+from localdev import cfn_template
 
 LOCAL_AUTH_VAR = "ALLOW_UNAUTHENTICATED_LOCAL"
 LOCAL_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
@@ -178,7 +178,7 @@ SHARED_WITH_FINALIZER = ("FINALIZER_POLL_MS", "FINALIZER_POLL_MAX_MS", "FINALIZE
                          "SDK_OPERATION_TIMEOUT_MS")
 
 # The filter the template must declare. The local mapping reads it from the
-# template (tools/stream_mapper.py), so it is written out only here.
+# template (localdev.stream_mapper), so it is written out only here.
 STOPPING_FILTER = {"dynamodb": {"NewImage": {"Status": {"S": ["STOPPING"]}}}}
 
 
