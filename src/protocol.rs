@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::error::{ApiError, ValidationReason};
 use crate::domain::{check_run_id, truncate_to, FieldError, RunKey, RunStatus, WorkflowArn};
+use crate::error::{ApiError, ValidationReason};
 use crate::ports::RunRecord;
 
 /// The JSON protocol's target prefix (`targetPrefix` in the service model).
@@ -192,21 +192,29 @@ pub struct WorkflowRunDetail {
     pub run_state: String,
 }
 
-/// Normalize a stored timestamp for the wire. A malformed one is left out
-/// (and logged) rather than making the whole response unreadable to SDKs.
+/// Normalize a stored timestamp for the wire: in UTC, as RFC 3339. One that
+/// is malformed, or that parses but has no UTC form RFC 3339 can write (a year
+/// before 0000 or after 9999 once its offset is applied), is left out (and
+/// logged) rather than making the whole response unreadable to SDKs.
 fn wire_timestamp(field: &str, value: Option<&str>) -> Option<OffsetDateTime> {
     let v = value?;
-    match OffsetDateTime::parse(v, &Rfc3339) {
-        Ok(t) => Some(t),
-        Err(_) => {
-            tracing::warn!(field, value = v, "stored timestamp is not RFC 3339; omitted from the response");
-            None
-        }
+    let utc = OffsetDateTime::parse(v, &Rfc3339)
+        .ok()
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .filter(|t| t.format(&Rfc3339).is_ok());
+    if utc.is_none() {
+        tracing::warn!(
+            field,
+            value = v,
+            "stored timestamp is not an RFC 3339 time with a UTC form; omitted from the response"
+        );
     }
+    utc
 }
 
+/// A time [`wire_timestamp`] returned: in UTC, and known to format.
 fn iso(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("UTC timestamp formats")
+    t.format(&Rfc3339).unwrap_or_default()
 }
 
 impl GetWorkflowRunResponse {
@@ -247,5 +255,33 @@ impl GetWorkflowRunResponse {
                 run_state: run.status.clone(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 22 item 7: these parse as RFC 3339 but have no UTC form
+    /// (year -1 and year 10000 once their offsets are applied). Before, the
+    /// conversion panicked: every `GetWorkflowRun` of such a run was a 500.
+    #[test]
+    fn timestamps_that_parse_but_have_no_utc_form_are_omitted_not_a_panic() {
+        let run = RunRecord {
+            workflow_arn: "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/a-0123456789".into(),
+            run_id: "r".into(),
+            status: "FAILED".into(),
+            started_on: Some("0000-01-01T00:30:00+01:00".into()),
+            completed_on: Some("9999-12-31T23:59:59-01:00".into()),
+            created_at: Some("2026-11-20T10:00:00+02:00".into()),
+            modified_at: Some("not a time".into()),
+            ..RunRecord::default()
+        };
+        let detail = GetWorkflowRunResponse::new(&run).run_detail;
+        assert_eq!(detail.started_on, None);
+        assert_eq!(detail.completed_on, None);
+        assert_eq!(detail.duration, None, "no duration from times that cannot be shown");
+        assert_eq!(detail.modified_at, None);
+        assert_eq!(detail.created_at.as_deref(), Some("2026-11-20T08:00:00Z"), "a valid time is shown in UTC");
     }
 }
