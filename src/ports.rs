@@ -53,6 +53,17 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
 }
 
+impl StoreError {
+    /// Retrying the same call cannot succeed: an item outside the table
+    /// contract, or a request DynamoDB refuses as invalid.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } => true,
+            StoreError::Upstream(u) => u.kind == UpstreamKind::Rejected,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The run table
 // ---------------------------------------------------------------------------
@@ -176,8 +187,21 @@ pub struct ChildPolicyApplied {
     pub children: usize,
     /// Children the policy changed (stopped or cancel-requested).
     pub affected: usize,
-    /// Children already finished, missing, or listed with an invalid key.
+    /// Children already finished, missing, listed with an invalid key, outside
+    /// the parent's account, partition or region, or whose item the policy
+    /// cannot act on.
     pub skipped: usize,
+    /// Why each child the policy could not act on was skipped (finished and
+    /// missing children are not listed: that is the normal case).
+    pub skipped_children: Vec<SkippedChild>,
+}
+
+/// A child the child policy did not act on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedChild {
+    pub workflow_arn: String,
+    pub run_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,14 @@ where
     }
 }
 
+/// Did DynamoDB refuse the request as invalid (`ValidationException`)?
+pub(crate) fn is_validation<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(err, SdkError::ServiceError(se) if se.err().code() == Some("ValidationException"))
+}
+
 /// Classify any SDK error. Generic over the operation error so the DynamoDB
 /// and ECS adapters share it (the `SdkError` type is the same smithy type
 /// re-exported by every SDK crate).

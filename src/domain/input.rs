@@ -12,7 +12,7 @@ pub const WORKFLOW_ARN_MAX: usize = 2048;
 /// The model's patterns, anchored: Smithy patterns are searches, but the issue
 /// (and real validation) want full-string matches so nothing can trail.
 const RUN_ID_PATTERN: &str = r"[a-zA-Z0-9]+[a-zA-Z0-9\.\-_]*";
-const WORKFLOW_ARN_PATTERN: &str = r"arn:aws(?:-(?:cn|us-gov|iso|iso-b|iso-e|iso-f))?:airflow-serverless:([a-z]{2}-(?:[a-z]+-)+[0-9]{1}):([0-9]{12}):workflow/([a-zA-Z0-9][a-zA-Z0-9\.\-_]{0,254}-[a-zA-Z0-9]{10})";
+const WORKFLOW_ARN_PATTERN: &str = r"arn:(aws(?:-(?:cn|us-gov|iso|iso-b|iso-e|iso-f))?):airflow-serverless:([a-z]{2}-(?:[a-z]+-)+[0-9]{1}):([0-9]{12}):workflow/([a-zA-Z0-9][a-zA-Z0-9\.\-_]{0,254}-[a-zA-Z0-9]{10})";
 
 static RUN_ID_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!("^(?:{RUN_ID_PATTERN})$")).expect("valid regex"));
@@ -61,6 +61,7 @@ pub fn check_run_id(value: &str) -> Option<FieldError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowArn {
     arn: String,
+    partition: String,
     region: String,
     account: String,
     workflow: String,
@@ -74,14 +75,18 @@ impl WorkflowArn {
         let caps = WORKFLOW_ARN_RE.captures(value).ok_or_else(|| pattern_error("WorkflowArn", WORKFLOW_ARN_PATTERN))?;
         Ok(WorkflowArn {
             arn: value.to_owned(),
-            region: caps[1].to_owned(),
-            account: caps[2].to_owned(),
-            workflow: caps[3].to_owned(),
+            partition: caps[1].to_owned(),
+            region: caps[2].to_owned(),
+            account: caps[3].to_owned(),
+            workflow: caps[4].to_owned(),
         })
     }
 
     pub fn as_str(&self) -> &str {
         &self.arn
+    }
+    pub fn partition(&self) -> &str {
+        &self.partition
     }
     pub fn region(&self) -> &str {
         &self.region
@@ -140,6 +145,10 @@ mod tests {
         let arn = WorkflowArn::parse(ARN).unwrap();
         assert_eq!(arn.account(), "123456789012");
         assert_eq!(arn.region(), "us-east-1");
+        assert_eq!(arn.partition(), "aws");
+        let cn =
+            WorkflowArn::parse("arn:aws-cn:airflow-serverless:cn-north-1:123456789012:workflow/a-0123456789").unwrap();
+        assert_eq!((cn.partition(), cn.region()), ("aws-cn", "cn-north-1"));
         assert_eq!(arn.workflow_name(), "my-flow-abcDEF1234");
         for ok in [
             "arn:aws-cn:airflow-serverless:cn-north-1:123456789012:workflow/a-0123456789",

@@ -13,16 +13,27 @@ use crate::ports::{CancelWrite, FinalizeWrite, FinalizerStore, StoppedWrite, Sto
 fn stopped_events(w: &StoppedWrite) -> Vec<AttributeValue> {
     let mut events = Vec::new();
     if let Some(c) = &w.child_policy {
-        events.push(history_event(
-            "ChildPolicyApplied",
-            &w.at,
-            vec![
-                ("Policy", s(c.policy.as_str())),
-                ("Children", n(c.children)),
-                ("Affected", n(c.affected)),
-                ("Skipped", n(c.skipped)),
-            ],
-        ));
+        let mut details = vec![
+            ("Policy", s(c.policy.as_str())),
+            ("Children", n(c.children)),
+            ("Affected", n(c.affected)),
+            ("Skipped", n(c.skipped)),
+        ];
+        if !c.skipped_children.is_empty() {
+            let listed = c
+                .skipped_children
+                .iter()
+                .map(|k| {
+                    AttributeValue::M(HashMap::from([
+                        ("WorkflowArn".to_owned(), s(&k.workflow_arn)),
+                        ("RunId".to_owned(), s(&k.run_id)),
+                        ("Reason".to_owned(), s(&k.reason)),
+                    ]))
+                })
+                .collect();
+            details.push(("SkippedChildren", AttributeValue::L(listed)));
+        }
+        events.push(history_event("ChildPolicyApplied", &w.at, details));
     }
     events.push(history_event(
         "Stopped",
@@ -63,10 +74,9 @@ impl FinalizerStore for DynamoRunStore {
             .set("#modified", attr::MODIFIED_AT, ":now")
             .append_history(":event", vec![history_event("CancelRequested", at, vec![("By", s(by))])])
             .value(":true", AttributeValue::Bool(true))
-            .value(":false", AttributeValue::Bool(false))
             .value(":now", s(at))
             .status_in(&RunStatus::STOPPABLE)
-            .and("(attribute_not_exists(#cancel) OR #cancel = :false)", &[]);
+            .unless_cancel_requested();
         let result = self
             .write(key, update, |req| {
                 req.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

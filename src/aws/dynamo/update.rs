@@ -5,6 +5,8 @@
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use std::collections::HashMap;
+
 use super::{attr, n, s, DynamoRunStore};
 use crate::domain::{RunKey, RunStatus};
 
@@ -23,9 +25,13 @@ pub(super) struct Update {
     pub(super) removes: Vec<(&'static str, &'static str)>,
     /// Events appended to `History`, bound as this placeholder.
     pub(super) events: Option<(String, Vec<AttributeValue>)>,
-    /// Set by [`Update::fit`]: the whole history to write, its length when
-    /// read, and the new count of dropped events.
-    pub(super) fitted: Option<(Vec<AttributeValue>, usize, u64)>,
+    /// Set by [`Update::fit`]: the whole history to write instead of an
+    /// append, guarded by the history as read.
+    pub(super) fitted: Option<Fitted>,
+    /// The statuses the condition accepts (see [`Update::accepts`]).
+    pub(super) statuses: Vec<RunStatus>,
+    /// The condition also requires `CancelRequested` not to be true.
+    pub(super) unless_cancel_requested: bool,
     pub(super) names: Vec<(&'static str, &'static str)>,
     pub(super) values: Vec<(String, AttributeValue)>,
     pub(super) condition: String,
@@ -38,6 +44,8 @@ impl Update {
             removes: Vec::new(),
             events: None,
             fitted: None,
+            statuses: Vec::new(),
+            unless_cancel_requested: false,
             names: vec![("#status", attr::STATUS)],
             values: Vec::new(),
             condition: String::new(),
@@ -84,6 +92,7 @@ impl Update {
                 self.values.push((p.clone(), s(st.as_str())));
             }
         }
+        self.statuses = statuses.to_vec();
         self.condition = match placeholders.as_slice() {
             [one] => format!("#status = {one}"),
             many => format!("#status IN ({})", many.join(", ")),
@@ -91,11 +100,27 @@ impl Update {
         self
     }
 
-    /// More condition, `AND`-ed.
-    pub(super) fn and(mut self, clause: &str, names: &[(&'static str, &'static str)]) -> Self {
-        self.condition = format!("{} AND {clause}", self.condition);
-        self.names.extend_from_slice(names);
+    /// The condition also requires the run not to be cancel-requested yet.
+    pub(super) fn unless_cancel_requested(mut self) -> Self {
+        self.condition = format!("{} AND (attribute_not_exists(#cancel) OR #cancel = :false)", self.condition);
+        self.name("#cancel", attr::CANCEL_REQUESTED);
+        self.unless_cancel_requested = true;
+        self.values.push((":false".to_owned(), AttributeValue::Bool(false)));
         self
+    }
+
+    /// Does `found` (an item as `ALL_OLD` returned it) meet this write's own
+    /// condition, the status and cancel part? When a guarded write fails
+    /// although it does, what failed is the guard: another writer changed the
+    /// history since it was read.
+    pub(super) fn accepts(&self, found: &HashMap<String, AttributeValue>) -> bool {
+        let status_ok = match found.get(attr::STATUS) {
+            Some(AttributeValue::S(st)) => st.parse::<RunStatus>().is_ok_and(|st| self.statuses.contains(&st)),
+            _ => false,
+        };
+        let cancel_ok = !self.unless_cancel_requested
+            || !matches!(found.get(attr::CANCEL_REQUESTED), Some(AttributeValue::Bool(true)));
+        status_ok && cancel_ok
     }
 
     pub(super) fn bound(&self, placeholder: &str) -> Option<&AttributeValue> {
@@ -107,17 +132,12 @@ impl Update {
         let mut values = self.values;
         let mut condition = self.condition;
         match (self.fitted, self.events) {
-            (Some((history, read_len, dropped)), _) => {
+            (Some(fitted), _) => {
                 sets.push("#history = :history".into());
                 sets.push("#dropped = :dropped".into());
-                values.push((":history".into(), AttributeValue::L(history)));
-                values.push((":dropped".into(), n(dropped as usize)));
-                condition = if read_len == 0 {
-                    format!("{condition} AND (attribute_not_exists(#history) OR size(#history) = :history_len)")
-                } else {
-                    format!("{condition} AND size(#history) = :history_len")
-                };
-                values.push((":history_len".into(), n(read_len)));
+                values.push((":history".into(), AttributeValue::L(fitted.history)));
+                values.push((":dropped".into(), n(fitted.dropped as usize)));
+                condition = format!("{condition} AND {}", fitted.guard.clause(&mut values));
             }
             (None, Some((placeholder, events))) => {
                 sets.push(format!("#history = list_append(if_not_exists(#history, :empty), {placeholder})"));
@@ -146,5 +166,65 @@ impl Update {
             req = req.expression_attribute_values(placeholder, value);
         }
         req
+    }
+}
+
+/// A write fitted to the item size limit: the whole history it writes, the
+/// new `HistoryEventsDropped`, and the guard that makes it a compare-and-set.
+#[derive(Clone, Debug)]
+pub(super) struct Fitted {
+    pub(super) history: Vec<AttributeValue>,
+    pub(super) dropped: u64,
+    pub(super) guard: Guard,
+    /// This write's own events that did not fit: logged, counted in
+    /// `dropped`, never silently lost.
+    pub(super) omitted: Vec<AttributeValue>,
+    /// The type of a `History` that was not a list, replaced by this write.
+    pub(super) replaced: Option<&'static str>,
+}
+
+/// `History` and `HistoryEventsDropped` as read. A fitted write replaces
+/// the whole history, so it must not land if any writer changed either since
+/// the read: a scheduler that drops one event and appends one leaves the
+/// length as it was, but not the last event, nor the dropped count it
+/// increments (the table contract).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Guard {
+    pub(super) history: Option<AttributeValue>,
+    pub(super) dropped: Option<AttributeValue>,
+}
+
+impl Guard {
+    pub(super) fn read(item: &HashMap<String, AttributeValue>) -> Guard {
+        Guard { history: item.get(attr::HISTORY).cloned(), dropped: item.get(attr::HISTORY_DROPPED).cloned() }
+    }
+
+    /// The condition clause, its values bound into `values`.
+    pub(super) fn clause(&self, values: &mut Vec<(String, AttributeValue)>) -> String {
+        let history = match &self.history {
+            None => "attribute_not_exists(#history)".to_owned(),
+            Some(AttributeValue::L(events)) if events.is_empty() => {
+                values.push((":guard_len".into(), n(0)));
+                values.push((":guard_type".into(), s("L")));
+                "(attribute_type(#history, :guard_type) AND size(#history) = :guard_len)".to_owned()
+            }
+            Some(AttributeValue::L(events)) => {
+                values.push((":guard_len".into(), n(events.len())));
+                values.push((":guard_last".into(), events[events.len() - 1].clone()));
+                format!("(size(#history) = :guard_len AND #history[{}] = :guard_last)", events.len() - 1)
+            }
+            Some(other) => {
+                values.push((":guard_history".into(), other.clone()));
+                "#history = :guard_history".to_owned()
+            }
+        };
+        let dropped = match &self.dropped {
+            None => "attribute_not_exists(#dropped)".to_owned(),
+            Some(v) => {
+                values.push((":guard_dropped".into(), v.clone()));
+                "#dropped = :guard_dropped".to_owned()
+            }
+        };
+        format!("{history} AND {dropped}")
     }
 }

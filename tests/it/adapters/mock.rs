@@ -133,7 +133,11 @@ fn validation(message: &str) -> UpdateItemError {
 async fn a_validation_exception_is_rejected_not_a_retryable_fault() {
     let rule = mock!(aws_sdk_dynamodb::Client::update_item)
         .then_error(|| validation("One or more parameter values were invalid"));
-    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule]), "Runs");
+    // The run is read once, to tell a `History` that cannot be appended to
+    // (repaired, see below) from any other refusal.
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .then_output(|| GetItemOutput::builder().set_item(Some(item("RUNNING"))).build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule, &read]), "Runs");
     match store.request_stop(&key(), &stop()).await {
         Err(StoreError::Upstream(u)) => assert_eq!(u.kind, UpstreamKind::Rejected),
         other => panic!("{other:?}"),
@@ -142,7 +146,8 @@ async fn a_validation_exception_is_rejected_not_a_retryable_fault() {
 
 /// DynamoDB refuses the stop as over the item size limit: the run is read,
 /// and the same transition is sent again with its oldest history events
-/// dropped and counted, conditioned on the history being the one read.
+/// dropped and counted, conditioned on the history (its length and last
+/// event) and the dropped count being the ones read.
 #[tokio::test]
 async fn a_stop_over_the_item_size_limit_is_sent_again_with_a_bounded_history() {
     let too_large = mock!(aws_sdk_dynamodb::Client::update_item)
@@ -161,8 +166,11 @@ async fn a_stop_over_the_item_size_limit_is_sent_again_with_a_bounded_history() 
             let dropped: usize = values[":dropped"].as_n().unwrap().parse().unwrap();
             r.update_expression().unwrap().contains("#history = :history, #dropped = :dropped")
                 && r.condition_expression()
-                    == Some("#status IN (:starting, :queued, :running) AND size(#history) = :history_len")
-                && values[":history_len"] == AttributeValue::N("420".into())
+                    == Some(
+                        "#status IN (:starting, :queued, :running) AND (size(#history) = :guard_len AND \
+                         #history[419] = :guard_last) AND attribute_not_exists(#dropped)",
+                    )
+                && values[":guard_len"] == AttributeValue::N("420".into())
                 && r.expression_attribute_names().unwrap()["#dropped"] == "HistoryEventsDropped"
                 && dropped > 0
                 && history.len() + dropped == 421
@@ -181,6 +189,149 @@ async fn a_stop_over_the_item_size_limit_is_sent_again_with_a_bounded_history() 
     let write = store.request_stop(&key(), &stop()).await.unwrap();
     assert!(matches!(write, StopWrite::Transitioned(_)), "{write:?}");
     assert_eq!((too_large.num_calls(), read.num_calls(), fitted.num_calls()), (1, 1, 1));
+}
+
+/// A run with `events` history events of about 1 KB each.
+fn with_history(status: &str, events: usize, last: &str) -> HashMap<String, AttributeValue> {
+    let mut it = item(status);
+    let event = AttributeValue::M(HashMap::from([("Event".into(), s("Note")), ("At".into(), s(&"x".repeat(1000)))]));
+    let mut history = vec![event; events];
+    history.push(AttributeValue::M(HashMap::from([("Event".into(), s(last)), ("At".into(), s("t"))])));
+    it.insert("History".into(), AttributeValue::L(history));
+    it
+}
+
+/// Issue 22 item 3. The fitted write is guarded by the history read; when
+/// another writer keeps changing it, the bounded retries run out. The last
+/// `ConditionalCheckFailedException` used to be returned as it was, and
+/// each caller read it as "the status condition failed": the finalize as
+/// "no longer STOPPING" (acknowledged, skipped: the run stayed STOPPING
+/// until the reconciler), a child's cancel as "not active" (lost), a child's
+/// stop as "not stoppable" (the parent written STOPPED with the child
+/// running). Now it is a retryable fault, and only a status that refuses the
+/// write (read from `ALL_OLD`) is a verdict.
+#[tokio::test]
+async fn exhausted_history_retries_are_a_retryable_fault_never_a_status_verdict() {
+    use mwaa_stop::ports::{FinalizerStore, StoppedWrite};
+    for (op, status) in [("finalize", "STOPPING"), ("cancel", "RUNNING"), ("stop", "RUNNING")] {
+        let too_large = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression().unwrap().contains("list_append"))
+            .then_error(|| validation("Item size to update has exceeded the maximum allowed size"));
+        let read = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(move || GetItemOutput::builder().set_item(Some(with_history(status, 420, "A"))).build());
+        // Each fitted write finds the history changed by a scheduler (its
+        // last event is another one), the status still one it accepts.
+        let fitted = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression().unwrap().contains("#history = :history"))
+            .then_error(move || {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder().set_item(Some(with_history(status, 420, "B"))).build(),
+                )
+            });
+        let store = DynamoRunStore::new(
+            mock_client!(
+                aws_sdk_dynamodb,
+                aws_smithy_mocks::RuleMode::MatchAny,
+                [&too_large, &read, &fitted],
+                no_retries
+            ),
+            "Runs",
+        );
+        let at = "2026-11-21T10:01:00.000Z";
+        let result = match op {
+            "finalize" => {
+                let w = StoppedWrite {
+                    at: at.into(),
+                    finalized_by: mwaa_stop::ports::FinalizedBy::Stream,
+                    workers_stopped: 1,
+                    orphans_stopped: 0,
+                    child_policy: None,
+                };
+                store.finalize_stop(&key(), &w).await.map(|w| format!("{w:?}"))
+            }
+            "cancel" => store.request_cancel(&key(), "parent-run:x", at).await.map(|w| format!("{w:?}")),
+            _ => store.request_stop(&key(), &stop()).await.map(|w| format!("{w:?}")),
+        };
+        match result {
+            Err(StoreError::Upstream(u)) => {
+                assert_eq!(u.kind, UpstreamKind::Fault, "{op}: retryable");
+                assert!(!StoreError::Upstream(u).is_permanent());
+            }
+            other => panic!("{op}: exhausted retries must be a retryable fault, got {other:?}"),
+        }
+        assert_eq!((read.num_calls(), fitted.num_calls()), (3, 3), "{op}: three fitted attempts, each after a read");
+    }
+}
+
+/// Issue 22 items 3 and 6: a fitted write that fails on a status the write
+/// does not accept is that verdict (here the run finished meanwhile), decided
+/// from `ALL_OLD`; and a `History` that is not a list (DynamoDB refuses the
+/// append as invalid) is replaced, guarded by the value read.
+#[tokio::test]
+async fn a_history_that_is_not_a_list_is_replaced_and_a_finished_run_is_still_a_verdict() {
+    let invalid = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.update_expression().unwrap().contains("list_append"))
+        .then_error(|| validation("An operand in the update expression has an incorrect data type"));
+    let mut mistyped = item("RUNNING");
+    mistyped.insert("History".into(), s("not a list"));
+    let stored = mistyped.clone();
+    let read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .then_output(move || GetItemOutput::builder().set_item(Some(stored.clone())).build());
+    let repaired = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let values = r.expression_attribute_values().unwrap();
+            let events: Vec<_> = values[":history"]
+                .as_l()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_m().unwrap()["Event"].as_s().unwrap().clone())
+                .collect();
+            r.condition_expression()
+                .unwrap()
+                .ends_with("AND #history = :guard_history AND attribute_not_exists(#dropped)")
+                && values[":guard_history"] == s("not a list")
+                && events == ["HistoryReplaced", "StopRequested"]
+        })
+        .then_output(|| UpdateItemOutput::builder().set_attributes(Some(item("STOPPING"))).build());
+    let store = DynamoRunStore::new(
+        mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::MatchAny, [&invalid, &read, &repaired], no_retries),
+        "Runs",
+    );
+    assert!(matches!(store.request_stop(&key(), &stop()).await.unwrap(), StopWrite::Transitioned(_)));
+    assert_eq!(repaired.num_calls(), 1);
+
+    // The same, but the run finished between the read and the write.
+    let finished = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.update_expression().unwrap().contains("#history = :history"))
+        .then_error(|| {
+            let mut found = item("SUCCESS");
+            found.insert("History".into(), s("not a list"));
+            UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().set_item(Some(found)).build(),
+            )
+        });
+    let store = DynamoRunStore::new(
+        mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::MatchAny, [&invalid, &read, &finished], no_retries),
+        "Runs",
+    );
+    match store.request_stop(&key(), &stop()).await.unwrap() {
+        StopWrite::NotStoppable(run) => assert_eq!(run.status, "SUCCESS"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(finished.num_calls(), 1, "a verdict is not retried");
+
+    // A ValidationException with an appendable history is not ours to
+    // repair: it stays the refusal it was.
+    let list_read = mock!(aws_sdk_dynamodb::Client::get_item)
+        .then_output(|| GetItemOutput::builder().set_item(Some(item("RUNNING"))).build());
+    let store = DynamoRunStore::new(
+        mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::MatchAny, [&invalid, &list_read], no_retries),
+        "Runs",
+    );
+    match store.request_stop(&key(), &stop()).await {
+        Err(StoreError::Upstream(u)) => assert_eq!(u.kind, UpstreamKind::Rejected),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -342,6 +493,7 @@ fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
             children: 2,
             affected: 1,
             skipped: 1,
+            skipped_children: vec![],
         }),
     }
 }
