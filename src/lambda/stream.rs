@@ -32,7 +32,18 @@ struct StreamKeys {
 #[serde(rename_all = "PascalCase")]
 struct StreamStatus {
     #[serde(default)]
-    status: Option<String>,
+    status: Option<StatusValue>,
+}
+
+/// A `Status` of any type: one that is not a string is not `STOPPING`, so
+/// its record is none of the finalizer's business (a scheduler's type slip
+/// is not a poison record that would take the records after it to the
+/// failure destination).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StatusValue {
+    Text(String),
+    Other(serde::de::IgnoredAny),
 }
 
 /// What a stream record asks of the finalizer.
@@ -54,7 +65,7 @@ pub fn classify(record: &EventRecord) -> RecordIntent {
     }
     let status: Result<StreamStatus, _> = serde_dynamo::from_item(record.change.new_image.clone());
     match status {
-        Ok(StreamStatus { status: Some(s) }) if s == RunStatus::Stopping.as_str() => {}
+        Ok(StreamStatus { status: Some(StatusValue::Text(s)) }) if s == RunStatus::Stopping.as_str() => {}
         Ok(_) => return RecordIntent::Ignore,
         Err(e) => return RecordIntent::Poison(format!("new image unreadable: {e}")),
     }

@@ -22,8 +22,13 @@ use crate::ports::{StoreError, UpstreamError, UpstreamKind};
 pub(super) const ITEM_LIMIT_BYTES: usize = 409_600;
 
 /// If DynamoDB still refuses a fitted write as too large (its count and ours
-/// differ), the next attempt aims this much lower.
+/// differ), the next attempt aims at least this much lower, and below the
+/// size refused, so each refusal drops at least one more event.
 const REFIT_STEP_BYTES: usize = 2_048;
+
+/// Fitted writes refused as too large before the write is given up as too
+/// large (each drops more, down to the bare transition).
+const SIZE_REFUSALS: usize = 8;
 
 /// Fitted writes sent before giving up on a history that other writers keep
 /// changing (a retryable fault, never a verdict).
@@ -97,14 +102,14 @@ impl Update {
         }
         let all: Vec<AttributeValue> = stored.iter().chain(&own_events).cloned().collect();
         // Drop from the oldest: stored events first, then this write's own.
-        let mut drop = 0;
-        while drop < all.len() {
+        let size_with = |drop: usize| {
             let mut candidate = after.clone();
             candidate.insert(attr::HISTORY.to_owned(), AttributeValue::L(all[drop..].to_vec()));
             candidate.insert(attr::HISTORY_DROPPED.to_owned(), n((dropped_before + drop as u64) as usize));
-            if item_size(&candidate) <= target {
-                break;
-            }
+            item_size(&candidate)
+        };
+        let mut drop = 0;
+        while drop < all.len() && size_with(drop) > target {
             drop += 1;
         }
         Fitted {
@@ -113,6 +118,7 @@ impl Update {
             guard: Guard::read(item),
             omitted: all[..drop].iter().skip(stored.len()).cloned().collect(),
             replaced,
+            size: size_with(drop),
         }
     }
 
@@ -189,9 +195,9 @@ impl DynamoRunStore {
             other => return other.map_err(|e| WriteError::Update(Box::new(e))),
         };
         let mut target = ITEM_LIMIT_BYTES;
-        let mut last_too_large = is_item_too_large(&first_err);
         let mut first_err = Some(first_err);
-        for attempt in 1..=FIT_ATTEMPTS {
+        let (mut contended, mut refused) = (0, 0);
+        loop {
             let Some(item) = self.read_item(key).await.map_err(WriteError::Read)? else {
                 // Gone since: the plain write gives the plain answer.
                 return options(update.request(self, key)).send().await.map_err(|e| WriteError::Update(Box::new(e)));
@@ -217,13 +223,13 @@ impl DynamoRunStore {
             }
             tracing::warn!(
                 item = %key,
-                attempt,
                 size = item_size(&item),
                 target,
                 kept = f.history.len(),
                 dropped = f.dropped,
                 "write sent again fitted: the oldest history events dropped and counted"
             );
+            let (bare, size) = (f.is_bare(), f.size);
             let result = options(update.with_fitted(f).request(self, key))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
@@ -231,28 +237,32 @@ impl DynamoRunStore {
             match result {
                 Ok(out) => return Ok(out),
                 Err(err) if is_item_too_large(&err) => {
-                    // DynamoDB counts more than we do: aim lower.
-                    last_too_large = true;
-                    target = target.saturating_sub(REFIT_STEP_BYTES);
+                    refused += 1;
+                    if bare || refused >= SIZE_REFUSALS {
+                        tracing::error!(item = %key, "DynamoDB refuses even the bare transition as too large");
+                        return Err(WriteError::TooLarge(
+                            "over DynamoDB's item size limit even with no history and none of the write's own events"
+                                .into(),
+                        ));
+                    }
+                    // DynamoDB counts more than we do: aim lower, below what
+                    // it refused.
+                    target = target.saturating_sub(REFIT_STEP_BYTES).min(size.saturating_sub(1));
                 }
                 Err(err) => match condition_failed(&err) {
                     Some(Some(found)) if update.accepts(&found) => {
                         // Only the guard failed: another writer changed the
                         // history since the read. Read and fit again.
-                        tracing::warn!(item = %key, attempt, "history changed by another writer since the read; fitting again");
-                        last_too_large = false;
+                        contended += 1;
+                        tracing::warn!(item = %key, attempt = contended, "history changed by another writer since the read; fitting again");
+                        if contended >= FIT_ATTEMPTS {
+                            return Err(WriteError::Contended);
+                        }
                     }
                     _ => return Err(WriteError::Update(Box::new(err))),
                 },
             }
         }
-        if last_too_large {
-            tracing::error!(item = %key, "DynamoDB refuses even the bare transition as too large");
-            return Err(WriteError::TooLarge(
-                "over DynamoDB's item size limit even with no history and none of the write's own events".into(),
-            ));
-        }
-        Err(WriteError::Contended)
     }
 }
 

@@ -181,6 +181,15 @@ pub(super) struct Fitted {
     pub(super) omitted: Vec<AttributeValue>,
     /// The type of a `History` that was not a list, replaced by this write.
     pub(super) replaced: Option<&'static str>,
+    /// The item's size as this write leaves it, by [`crate::aws::item::item_size`].
+    pub(super) size: usize,
+}
+
+impl Fitted {
+    /// Nothing of the history is left to drop: the bare transition.
+    pub(super) fn is_bare(&self) -> bool {
+        self.history.is_empty()
+    }
 }
 
 /// `History` and `HistoryEventsDropped` as read. A fitted write replaces

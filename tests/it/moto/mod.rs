@@ -1,3 +1,4 @@
 mod api;
 mod finalizer;
+mod hostile;
 mod safety_net;

@@ -286,3 +286,107 @@ async fn registering_a_worker_past_the_documented_maximum_is_refused() {
     let item = world.get_item(&arn, "run-1").await.unwrap();
     assert_eq!(item["Workers"].as_m().unwrap().len(), max_workers);
 }
+
+/// Issue 22 item 5: a run DynamoDB holds, with no history left to trim, was
+/// refused at the stop ("does not follow the table contract: … over
+/// DynamoDB's item size limit"): the fitting aimed below the real limit and
+/// gave up when even no history did not fit, so the run could not be
+/// stopped and its workers kept running. The transition is now written
+/// without its event (logged and counted) and the run ends STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_at_the_limit_with_no_history_to_trim_is_stopped_not_refused() {
+    let world = World::new().await;
+    let api = world.api(AuthMode::Iam).await;
+    let finalizer = world.finalizer_via(&world.moto.url, test_finalizer_limits()).await;
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "full", "RUNNING", &workers).await;
+    // No history; padded so that the bare stop (its attributes, ~170 bytes
+    // in moto's count) fits under moto's 405,000 bytes, its event does not.
+    let mut item = world.get_item(&arn, "full").await.unwrap();
+    item.remove("History");
+    let pad = 405_000 - 200 - moto_size(&item) - "Pad".len();
+    item.insert("Pad".into(), s(&"p".repeat(pad)));
+    world.ddb.put_item().table_name(&world.table).set_item(Some(item)).send().await.unwrap();
+
+    let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, "full"), As::Iam(ACCOUNT, ALICE))).await;
+    assert_eq!((reply.status, reply.json["Status"].as_str()), (200, Some("STOPPING")), "{}", reply.json);
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 2], "the wave went out");
+    let item = world.get_item(&arn, "full").await.unwrap();
+    assert_eq!(item["StopRequestedBy"].as_s().unwrap(), ALICE, "who stopped it is on the item");
+    assert!(history(&item).is_empty(), "the StopRequested event did not fit");
+    assert_eq!(item["HistoryEventsDropped"].as_n().unwrap(), "1", "the event left out is counted");
+
+    let mut tail = world.tail().await;
+    drain_stream(&world, &mut tail, &finalizer).await;
+    let item = world.get_item(&arn, "full").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    assert!(!item.contains_key("StoppingShard"), "out of the stopping index");
+}
+
+/// Issue 22 item 4: a fitted write replaced the whole history guarded only
+/// by `size(#history) = :len`. A scheduler that (following the contract at
+/// the limit) dropped one event and appended one between our read and our
+/// write left the length unchanged, so its event and its
+/// `HistoryEventsDropped` increment were overwritten. The proxy holds our
+/// first fitted write until the scheduler's write has landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_write_between_the_read_and_the_fitted_write_is_never_lost() {
+    let world = World::new().await;
+    let ddb = Proxy::with_rules(
+        &world.moto.url,
+        vec![Rule::new("UpdateItem", When::Nth(1), Action::Hold).body_contains(":guard_last")],
+    )
+    .await;
+    let api = std::sync::Arc::new(
+        world.api_with(&ddb.url, &world.moto.url, &default_sdk_settings(), Default::default(), AuthMode::Iam).await,
+    );
+    let arn = workflow_arn("etl");
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "big", "RUNNING", &workers).await;
+    fill_to_the_limit(&world, &arn, "big", 50).await;
+    let before = history(&world.get_item(&arn, "big").await.unwrap()).len();
+
+    let stop = {
+        let (api, event) = (api.clone(), http_event(Some(STOP), &stop_body(&arn, "big"), As::Iam(ACCOUNT, ALICE)));
+        tokio::spawn(async move { call(&api, &event).await })
+    };
+    ddb.wait_for("UpdateItem:held", 1, Duration::from_secs(60)).await;
+    // The scheduler, at the limit: drops its oldest event, appends one,
+    // counts the drop; same length as before.
+    let item = world.get_item(&arn, "big").await.unwrap();
+    let mut events = item["History"].as_l().unwrap().clone();
+    events.remove(0);
+    events.push(AttributeValue::M(HashMap::from([
+        ("Event".to_owned(), s("TaskFinished")),
+        ("At".to_owned(), s("2026-11-20T10:00:07.000Z")),
+    ])));
+    world
+        .ddb
+        .update_item()
+        .table_name(&world.table)
+        .key("WorkflowArn", s(&arn))
+        .key("RunId", s("big"))
+        .update_expression("SET #h = :h, #d = :d")
+        .condition_expression("#st = :running")
+        .expression_attribute_names("#h", "History")
+        .expression_attribute_names("#d", "HistoryEventsDropped")
+        .expression_attribute_names("#st", "Status")
+        .expression_attribute_values(":h", AttributeValue::L(events))
+        .expression_attribute_values(":d", AttributeValue::N("1".into()))
+        .expression_attribute_values(":running", s("RUNNING"))
+        .send()
+        .await
+        .expect("the scheduler's write lands: the run is still RUNNING");
+    ddb.release();
+
+    let reply = stop.await.unwrap();
+    assert_eq!((reply.status, reply.json["Status"].as_str()), (200, Some("STOPPING")), "{}", reply.json);
+    let item = world.get_item(&arn, "big").await.unwrap();
+    let names: Vec<String> = history(&item).iter().map(|e| e["Event"].as_s().unwrap().clone()).collect();
+    assert!(names.contains(&"TaskFinished".to_owned()), "the scheduler's event survived: {names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("StopRequested"));
+    let dropped: usize = item["HistoryEventsDropped"].as_n().unwrap().parse().unwrap();
+    assert_eq!(names.len() + dropped, before + 2, "every event kept or counted: ours, the scheduler's, its drop");
+    assert!(ddb.count("UpdateItem") >= 3, "plain, held (refused by the guard), fitted again: {:?}", ddb.log());
+}
