@@ -24,6 +24,19 @@ Each test checks one part of the template:
     the deployed defaults every function lacks AWS_ENDPOINT_URL and
     ALLOW_UNAUTHENTICATED_LOCAL; the latter needs both parameters set and
     appears nowhere else; the endpoint accepts loopback addresses only;
+  - alarms page someone by default: without AlarmTopicArn the stack creates
+    its topic (encrypted with a key CloudWatch alarms may use, not
+    alias/aws/sns) and only then, AlarmEmail subscribes to it and only then,
+    and every alarm notifies the chosen topic, for each combination of the
+    two parameters (resolved as CloudFormation would); the alarms on
+    ReconcilerUnreadableEntries, StoppedWithUnconfirmedWorkers and
+    LateWorkersFound;
+  - the stop deadline: StopDeadlineSeconds (>= Fargate's 120 s stopTimeout
+    plus deprovisioning) as STOP_DEADLINE_SECONDS of both paced functions;
+  - the ECS rate budget: reserved concurrency on the finalizer and the
+    reconciler, and their processes' paced StopTask rates (less the RunTask
+    reserve), read rates and read bursts within ECS's account buckets
+    (docs/deploy.md, "ECS rate budget");
   - every function has active tracing, JSON logs into a log group with
     retention, the run table's settings, the API's IAM route, alarms, outputs,
     samconfig.toml.
