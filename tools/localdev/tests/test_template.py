@@ -24,6 +24,19 @@ Each test checks one part of the template:
     the deployed defaults every function lacks AWS_ENDPOINT_URL and
     ALLOW_UNAUTHENTICATED_LOCAL; the latter needs both parameters set and
     appears nowhere else; the endpoint accepts loopback addresses only;
+  - alarms page someone by default: without AlarmTopicArn the stack creates
+    its topic (encrypted with a key CloudWatch alarms may use, not
+    alias/aws/sns) and only then, AlarmEmail subscribes to it and only then,
+    and every alarm notifies the chosen topic, for each combination of the
+    two parameters (resolved as CloudFormation would); the alarms on
+    ReconcilerUnreadableEntries, StoppedWithUnconfirmedWorkers and
+    LateWorkersFound;
+  - the stop deadline: StopDeadlineSeconds (>= Fargate's 120 s stopTimeout
+    plus deprovisioning) as STOP_DEADLINE_SECONDS of both paced functions;
+  - the ECS rate budget: reserved concurrency on the finalizer and the
+    reconciler, and their processes' paced StopTask rates (less the RunTask
+    reserve), read rates and read bursts within ECS's account buckets
+    (docs/deploy.md, "ECS rate budget");
   - every function has active tracing, JSON logs into a log group with
     retention, the run table's settings, the API's IAM route, alarms, outputs,
     samconfig.toml.
@@ -82,7 +95,24 @@ STOPPING_INDEX_ARN = {"Fn::Sub": "${RunsTable.Arn}/index/" + STOPPING_INDEX}
 # the contract with src/metrics.rs, the alarm and the dashboard.
 METRICS_NAMESPACE = "MwaaServerlessStop"
 METRICS = ("StopsAccepted", "StopsNoOp", "StopsRefused", "WorkersStopped", "OrphansStopped", "StopToStoppedSeconds",
-           "FinalizerPendingRetries", "ReconcilerFinds", "OldestStoppingAgeSeconds")
+           "FinalizerPendingRetries", "ReconcilerFinds", "OldestStoppingAgeSeconds", "ReconcilerUnreadableEntries",
+           "StoppedWithUnconfirmedWorkers", "LateWorkersFound")
+# Metrics emitted only when something that should never happen does; each has
+# an alarm (Sum > 0 over at most the period here, missing data not breaching).
+EVENT_ALARMS = {"ReconcilerUnreadableEntries": 300, "StoppedWithUnconfirmedWorkers": 60, "LateWorkersFound": 60}
+
+# ECS's published buckets per account and Region (src/pacing/mod.rs) and what
+# src/config.rs reads when a variable is absent.
+ECS_ACCOUNT_STOP_RATE = 40
+ECS_ACCOUNT_READ_RATE = 20
+ECS_ACCOUNT_READ_BURST = 100
+ECS_ENV_DEFAULTS = {"ECS_STOP_RATE": 40, "ECS_READ_RATE": 20, "ECS_READ_BURST": 100, "ECS_RUNTASK_RESERVE_PERCENT": 10}
+# The functions that wait for ECS tokens (EcsRates::for_finalizer); the API
+# only spends the burst, once per stop, and is not part of the refill budget.
+PACED_FUNCTIONS = ("StopFinalizerFunction", "StopReconcilerFunction")
+# Fargate's maximum stopTimeout (SIGTERM to SIGKILL), plus deprovisioning.
+FARGATE_MAX_STOP_TIMEOUT_S = 120
+DEPROVISIONING_S = 60
 
 
 def getatt(resource: str, attribute: str) -> dict:
@@ -154,7 +184,8 @@ POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePo
 
 _FINALIZER_ENV = {"RUNS_TABLE", "METRICS_STACK", "FINALIZER_WAIT_MS", "FINALIZER_POLL_MS", "FINALIZER_POLL_MAX_MS",
                   "FINALIZER_RUN_CONCURRENCY", "STOP_CONCURRENCY", "DEADLINE_MARGIN_MS", "SDK_MAX_ATTEMPTS",
-                  "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS"}
+                  "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS",
+                  "STOP_DEADLINE_SECONDS", *ECS_ENV_DEFAULTS}
 ENV_ALLOWED = {
     "RunApiFunction": {"RUNS_TABLE", "METRICS_STACK", "STOP_CONCURRENCY", "STOP_BUDGET_MS", "DEADLINE_MARGIN_MS",
                        "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS",
@@ -169,6 +200,7 @@ ENV_EXPRESSIONS = {
     "STOPPING_INDEX": STOPPING_INDEX,
     # Whole seconds -> milliseconds by appending three zeros.
     "RECONCILE_AFTER_MS": {"Fn::Sub": "${ReconcileAfterSeconds}000"},
+    "STOP_DEADLINE_SECONDS": {"Ref": "StopDeadlineSeconds"},
     **LOCAL_SWITCH_ENV,
 }
 # The finalizer's settings the reconciler shares (same values); its own
@@ -339,9 +371,18 @@ def test_iam_each_role_grants_exactly_the_allowed_statements(t: dict) -> None:
 
 def resolve_with_defaults(t: dict, node: Any) -> Any:
     """`node` as CloudFormation would deploy it with every parameter at its
-    default: Ref of a parameter, Fn::If/And/Or/Not/Equals and Condition are
-    evaluated; a value that resolves to AWS::NoValue is dropped from its map."""
+    default (see resolve)."""
+    return resolve(t, node)
+
+
+def resolve(t: dict, node: Any, params: dict[str, str] | None = None) -> Any:
+    """`node` as CloudFormation would deploy it with `params` given and every
+    other parameter at its default: Ref of a parameter, Fn::If/And/Or/Not/Equals
+    and Condition are evaluated; a value that resolves to AWS::NoValue is
+    dropped from its map or list."""
     conditions = t.get("Conditions", {})
+    values = {name: str(p.get("Default", "")) for name, p in t.get("Parameters", {}).items()}
+    values.update(params or {})
 
     def cond(name: str) -> bool:
         return bool(ev(conditions[name]))
@@ -349,8 +390,8 @@ def resolve_with_defaults(t: dict, node: Any) -> Any:
     def ev(n: Any) -> Any:
         if isinstance(n, dict) and len(n) == 1:
             (k, v), = n.items()
-            if k == "Ref" and v in t.get("Parameters", {}):
-                return str(t["Parameters"][v].get("Default", ""))
+            if k == "Ref" and v in values:
+                return values[v]
             if k == "Condition":
                 return cond(v)
             if k == "Fn::If":
@@ -367,10 +408,17 @@ def resolve_with_defaults(t: dict, node: Any) -> Any:
             out = {k: ev(v) for k, v in n.items()}
             return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
         if isinstance(n, list):
-            return [ev(x) for x in n]
+            return [x for x in (ev(x) for x in n) if x != {"Ref": "AWS::NoValue"}]
         return n
 
     return ev(node)
+
+
+def deployed(t: dict, params: dict[str, str] | None = None, rtype: str | None = None) -> dict:
+    """The resources CloudFormation would create with `params` (the others at
+    their defaults): those without a Condition or whose Condition holds."""
+    return {k: v for k, v in resources(t, rtype).items()
+            if "Condition" not in v or resolve(t, {"Condition": v["Condition"]}, params) is True}
 
 
 def test_local_switches_are_off_by_default(t: dict) -> None:
@@ -760,10 +808,179 @@ def test_alarms(t: dict) -> None:
     require(has(METRICS_NAMESPACE, "OldestStoppingAgeSeconds", "Stack", {"Ref": "AWS::StackName"}),
             "alarm on the oldest STOPPING run (StrandedStopAlarm)")
     require(has("AWS/ApiGateway", "5xx", "ApiId", {"Ref": "HttpApi"}), "alarm on API 5xx")
-    topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    for a in alarms:
-        require(a.get("AlarmActions") == topic, f"alarm {a.get('MetricName')}: AlarmActions must use the optional topic")
     require(t["Parameters"]["AlarmTopicArn"].get("Default") == "", "AlarmTopicArn is optional")
+    for name in EVENT_ALARMS:
+        require(has(METRICS_NAMESPACE, name, "Stack", {"Ref": "AWS::StackName"}), f"alarm on {name}")
+
+
+GIVEN_TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-pager"
+GIVEN_EMAIL = "oncall@example.com"
+# (parameters, the topic every alarm must notify, the email subscribed or None)
+TOPIC_CASES = [
+    ({}, {"Ref": "AlarmTopic"}, None),
+    ({"AlarmEmail": GIVEN_EMAIL}, {"Ref": "AlarmTopic"}, GIVEN_EMAIL),
+    ({"AlarmTopicArn": GIVEN_TOPIC}, GIVEN_TOPIC, None),
+    # The email subscribes only to the stack's own topic, never to a given one.
+    ({"AlarmTopicArn": GIVEN_TOPIC, "AlarmEmail": GIVEN_EMAIL}, GIVEN_TOPIC, None),
+]
+
+
+def test_every_alarm_notifies_a_topic(t: dict) -> None:
+    """Alarms page someone by default: with AlarmTopicArn empty the stack
+    creates AlarmTopic (and its key), and only then; AlarmEmail subscribes
+    to it, only then; with every combination of the two parameters, every
+    alarm's AlarmActions and OKActions are exactly the chosen topic, and the
+    output AlarmNotificationTopicArn names it."""
+    params = t.get("Parameters", {})
+    for name in ("AlarmTopicArn", "AlarmEmail"):
+        require(params.get(name, {}).get("Default") == "", f"parameter {name} must default to empty")
+    email = re.compile(params["AlarmEmail"].get("AllowedPattern", ".*"))
+    require(email.fullmatch(GIVEN_EMAIL) is not None and email.fullmatch("") is not None, "AlarmEmail: empty or an address")
+    for bad in ("oncall", "oncall@example", "a@example.com,b@example.com", "a b@example.com", "https://example.com"):
+        require(email.fullmatch(bad) is None, f"AlarmEmail accepts {bad!r}")
+    topic_arn = re.compile(params["AlarmTopicArn"].get("AllowedPattern", ".*"))
+    require(topic_arn.fullmatch(GIVEN_TOPIC) is not None, f"AlarmTopicArn rejects {GIVEN_TOPIC}")
+    alarms = resources(t, "AWS::CloudWatch::Alarm")
+    require(len(alarms) >= 12, f"alarms: {sorted(alarms)}")
+    for case, target, subscribed in TOPIC_CASES:
+        label = canon(case)
+        topics = deployed(t, case, "AWS::SNS::Topic")
+        keys = deployed(t, case, "AWS::KMS::Key")
+        if target == {"Ref": "AlarmTopic"}:
+            require(list(topics) == ["AlarmTopic"], f"{label}: the stack must create AlarmTopic alone, creates {sorted(topics)}")
+            require(list(keys) == ["AlarmTopicKey"], f"{label}: the stack must create AlarmTopicKey alone, creates {sorted(keys)}")
+        else:
+            require(not topics and not keys, f"{label}: a topic is given, yet the stack creates {sorted(topics) + sorted(keys)}")
+        subs = deployed(t, case, "AWS::SNS::Subscription")
+        if subscribed is None:
+            require(not subs, f"{label}: no subscription expected, found {sorted(subs)}")
+        else:
+            require(len(subs) == 1, f"{label}: one email subscription expected, found {sorted(subs)}")
+            (sp,) = [resolve(t, v.get("Properties", {}), case) for v in subs.values()]
+            require(sp.get("Protocol") == "email" and sp.get("Endpoint") == subscribed
+                    and sp.get("TopicArn") == {"Ref": "AlarmTopic"}, f"{label}: subscription {canon(sp)}")
+        for name, alarm in deployed(t, case, "AWS::CloudWatch::Alarm").items():
+            p = resolve(t, alarm.get("Properties", {}), case)
+            for key in ("AlarmActions", "OKActions"):
+                require(p.get(key) == [target], f"{label}: {name}.{key} is {canon(p.get(key))}, expected [{canon(target)}]")
+        out = resolve(t, (t.get("Outputs", {}).get("AlarmNotificationTopicArn") or {}).get("Value"), case)
+        require(out == target, f"{label}: output AlarmNotificationTopicArn is {canon(out)}, expected {canon(target)}")
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(t: dict) -> None:
+    """The created topic is encrypted with its own customer managed key (with
+    rotation): SNS's AWS managed key (alias/aws/sns) does not let CloudWatch
+    alarms publish. The key policy is exactly the account's administration
+    through IAM plus Decrypt and GenerateDataKey* for CloudWatch alarms of
+    this account."""
+    topic = props(t, "AlarmTopic")
+    require(topic.get("KmsMasterKeyId") == {"Ref": "AlarmTopicKey"}, f"AlarmTopic KmsMasterKeyId {topic.get('KmsMasterKeyId')}")
+    key = props(t, "AlarmTopicKey")
+    require(key.get("EnableKeyRotation") is True, "AlarmTopicKey: key rotation expected")
+    require(t["Resources"]["AlarmTopicKey"].get("Condition") == t["Resources"]["AlarmTopic"].get("Condition"),
+            "AlarmTopicKey must exist exactly when AlarmTopic does")
+    statements = {st.get("Sid"): st for st in as_list((key.get("KeyPolicy") or {}).get("Statement", []))}
+    want = {
+        "AccountAdministersThroughIam": {
+            "Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+            "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
+            "Action": "kms:*", "Resource": "*"},
+        "CloudWatchAlarmsPublish": {
+            "Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}},
+    }
+    require(canon(statements) == canon(want), f"AlarmTopicKey policy:\n  {canon(statements)}\nexpected\n  {canon(want)}")
+
+
+def test_event_alarms(t: dict) -> None:
+    """The alarms on what should never happen: ReconcilerUnreadableEntries (an
+    index entry the reconciler cannot read), StoppedWithUnconfirmedWorkers (a
+    run finalized at the stop deadline with workers not confirmed dead),
+    LateWorkersFound (a worker alive after STOPPED): each the metric of this
+    stack, Sum > 0 in one period, missing data not breaching."""
+    alarms = [a.get("Properties", {}) for a in resources(t, "AWS::CloudWatch::Alarm").values()]
+    for metric, period in EVENT_ALARMS.items():
+        found = [a for a in alarms if a.get("MetricName") == metric]
+        require(len(found) == 1, f"one alarm on {metric} expected, found {len(found)}")
+        (a,) = found
+        require(a.get("Namespace") == METRICS_NAMESPACE, f"{metric}: namespace {a.get('Namespace')}")
+        require(a.get("Dimensions") == [{"Name": "Stack", "Value": {"Ref": "AWS::StackName"}}],
+                f"{metric}: dimensions {a.get('Dimensions')}")
+        require(a.get("Statistic") == "Sum" and a.get("Threshold") == 0
+                and a.get("ComparisonOperator") == "GreaterThanThreshold", f"{metric}: Sum > 0 expected")
+        require(a.get("Period") == period and a.get("EvaluationPeriods") == 1
+                and a.get("DatapointsToAlarm", 1) == 1, f"{metric}: one period of {period} s expected")
+        require(a.get("TreatMissingData") == "notBreaching", f"{metric}: TreatMissingData {a.get('TreatMissingData')}")
+
+
+def test_stop_deadline(t: dict) -> None:
+    """StopDeadlineSeconds (default 600; at least Fargate's maximum
+    stopTimeout of 120 s plus deprovisioning; at most a day) reaches the
+    finalizer and the reconciler as STOP_DEADLINE_SECONDS; it is longer than
+    the finalizer's own wait, and with the defaults the reconciler acts before
+    it and StrandedStopAlarm only after it (plus a tick)."""
+    p = t["Parameters"].get("StopDeadlineSeconds") or {}
+    require(p.get("Type") == "Number", "StopDeadlineSeconds must be a Number")
+    require(p.get("Default") == 600, f"StopDeadlineSeconds defaults to {p.get('Default')}, expected 600")
+    lo, hi = param_bounds(t, {"Ref": "StopDeadlineSeconds"})
+    require(lo >= FARGATE_MAX_STOP_TIMEOUT_S + DEPROVISIONING_S and hi <= 86_400,
+            f"StopDeadlineSeconds can be {lo}..{hi}, must stay within {FARGATE_MAX_STOP_TIMEOUT_S + DEPROVISIONING_S}..86400")
+    for fn in PACED_FUNCTIONS:
+        env = effective_env(t, fn)
+        require(env.get("STOP_DEADLINE_SECONDS") == {"Ref": "StopDeadlineSeconds"},
+                f"{fn}: STOP_DEADLINE_SECONDS must be !Ref StopDeadlineSeconds, is {env.get('STOP_DEADLINE_SECONDS')}")
+    require("STOP_DEADLINE_SECONDS" not in effective_env(t, "RunApiFunction"), "run-api has no stop deadline")
+    wait_ms = int(effective_env(t, "StopFinalizerFunction").get("FINALIZER_WAIT_MS", "120000"))
+    require(lo * 1000 > wait_ms, f"StopDeadlineSeconds can be {lo} s, within the finalizer's own wait ({wait_ms} ms)")
+    reconcile_after = param_default(t, {"Ref": "ReconcileAfterSeconds"})
+    stranded = param_default(t, {"Ref": "StrandedStopAlarmSeconds"})
+    require(reconcile_after < p["Default"], "the reconciler must take a run over before its stop deadline")
+    require(p["Default"] + 60 < stranded, "StrandedStopAlarm must not fire for a run the deadline finalizes on the next tick")
+
+
+def ecs_env(t: dict, fn: str) -> dict[str, int]:
+    env = effective_env(t, fn)
+    out = {}
+    for var, default in ECS_ENV_DEFAULTS.items():
+        raw = env.get(var, str(default))
+        require(isinstance(raw, str) and raw.isdigit(), f"{fn}: {var}={raw!r} must be a whole number")
+        out[var] = int(raw)
+    return out
+
+
+def test_ecs_rate_budget(t: dict) -> None:
+    """ECS rate budget (docs/deploy.md): the finalizer and the reconciler each
+    have reserved concurrency (their most processes), and their processes'
+    paced rates add up to no more than ECS's account buckets: StopTask,
+    each process at ECS_STOP_RATE x (1 - reserve) (EcsRates::for_finalizer),
+    within 40/s x (1 - reserve); reads (no reserve) within 20/s, read bursts
+    within the bucket's 100. Absent variables count at src/config.rs's
+    defaults (the whole account per process)."""
+    stop = read = burst = 0.0
+    reserves = set()
+    for fn in PACED_FUNCTIONS:
+        n = props(t, fn).get("ReservedConcurrentExecutions")
+        require(isinstance(n, int) and n >= 1, f"{fn}: ReservedConcurrentExecutions must be a whole number >= 1, is {n!r}")
+        e = ecs_env(t, fn)
+        require(e["ECS_STOP_RATE"] >= 1 and e["ECS_READ_RATE"] >= 1 and e["ECS_READ_BURST"] >= 1, f"{fn}: rates >= 1")
+        reserve = e["ECS_RUNTASK_RESERVE_PERCENT"] / 100
+        reserves.add(reserve)
+        stop += n * e["ECS_STOP_RATE"] * (1 - reserve)
+        read += n * e["ECS_READ_RATE"]
+        burst += n * e["ECS_READ_BURST"]
+    require(len(reserves) == 1, f"the finalizer and the reconciler must leave the same RunTask reserve: {sorted(reserves)}")
+    (reserve,) = reserves
+    require(reserve >= 0.1, f"the RunTask reserve is {reserve:.0%}, expected at least 10%")
+    budget = ECS_ACCOUNT_STOP_RATE * (1 - reserve)
+    require(stop <= budget + 1e-9, f"StopTask: the paced processes take {stop:g}/s, the budget is {budget:g}/s")
+    require(read <= ECS_ACCOUNT_READ_RATE, f"reads: the paced processes take {read:g}/s, the bucket refills {ECS_ACCOUNT_READ_RATE}/s")
+    require(burst <= ECS_ACCOUNT_READ_BURST, f"reads: the paced processes' bursts add up to {burst:g}, the bucket holds {ECS_ACCOUNT_READ_BURST}")
+    # The stream may ask for more finalizers than that: reserved concurrency
+    # caps them (the rest wait in their shards).
+    require(stream_event(t).get("ParallelizationFactor", 1) >= props(t, "StopFinalizerFunction")["ReservedConcurrentExecutions"],
+            "ParallelizationFactor below the finalizer's reserved concurrency: the budget would be unused")
 
 
 def test_outputs(t: dict) -> None:
@@ -831,6 +1048,9 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
 
     def rec_env(t: dict) -> dict:
         return t["Resources"][RECONCILER]["Properties"]["Environment"]["Variables"]
+
+    def fin_env(t: dict) -> dict:
+        return t["Resources"]["StopFinalizerFunction"]["Properties"]["Environment"]["Variables"]
 
     def gsi(t: dict) -> dict:
         return t["Resources"]["RunsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
@@ -922,6 +1142,36 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
         ("alarm: another namespace is caught", lambda t: alarm(t).__setitem__("Namespace", "AWS/Lambda")),
         ("alarm: a fixed dimension is caught", lambda t: alarm(t).__setitem__("Dimensions", [{"Name": "Stack", "Value": "prod"}])),
         ("dashboard: a missing metric is caught", drop_dashboard_metric("ReconcilerFinds")),
+        ("dashboard: a missing event metric is caught", drop_dashboard_metric("LateWorkersFound")),
+        ("topic: an alarm without actions is caught", lambda t: alarm(t).pop("AlarmActions")),
+        ("topic: an alarm notifying only a given topic is caught", lambda t: alarm(t).__setitem__(
+            "OKActions", {"Fn::If": ["CreateAlarmTopic", {"Ref": "AWS::NoValue"}, [{"Ref": "AlarmTopicArn"}]]})),
+        ("topic: created even when one is given is caught", lambda t: t["Resources"]["AlarmTopic"].pop("Condition")),
+        ("topic: the AWS managed SNS key is caught", lambda t: t["Resources"]["AlarmTopic"]["Properties"].__setitem__(
+            "KmsMasterKeyId", "alias/aws/sns")),
+        ("topic: CloudWatch given kms:* is caught", lambda t: t["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]
+            ["Statement"][1].__setitem__("Action", "kms:*")),
+        ("topic: the email subscribed to a given topic is caught", lambda t: t["Resources"]["AlarmEmailSubscription"]
+            .__setitem__("Condition", "CreateAlarmTopic")),
+        ("topic: the output naming AlarmTopicArn only is caught", lambda t: t["Outputs"]["AlarmNotificationTopicArn"]
+            .__setitem__("Value", {"Ref": "AlarmTopicArn"})),
+        ("event alarm: another namespace is caught", lambda t: t["Resources"]["LateWorkersFoundAlarm"]["Properties"]
+            .__setitem__("Namespace", "AWS/Lambda")),
+        ("event alarm: missing data breaching is caught", lambda t: t["Resources"]["StoppedWithUnconfirmedWorkersAlarm"]
+            ["Properties"].__setitem__("TreatMissingData", "breaching")),
+        ("event alarm: a dropped alarm is caught", lambda t: t["Resources"].pop("ReconcilerUnreadableEntriesAlarm")),
+        ("deadline: STOP_DEADLINE_SECONDS missing on the reconciler is caught", lambda t: rec_env(t).pop("STOP_DEADLINE_SECONDS")),
+        ("deadline: a fixed STOP_DEADLINE_SECONDS is caught", lambda t: fin_env(t).__setitem__("STOP_DEADLINE_SECONDS", "600")),
+        ("deadline: below Fargate's stopTimeout is caught", lambda t: t["Parameters"]["StopDeadlineSeconds"]
+            .__setitem__("MinValue", 60)),
+        ("budget: no reserved concurrency on the finalizer is caught", lambda t: t["Resources"]["StopFinalizerFunction"]
+            ["Properties"].pop("ReservedConcurrentExecutions")),
+        ("budget: more reconcilers is caught", lambda t: t["Resources"][RECONCILER]["Properties"]
+            .__setitem__("ReservedConcurrentExecutions", 3)),
+        ("budget: the finalizer at the account's rate is caught", lambda t: fin_env(t).pop("ECS_STOP_RATE")),
+        ("budget: the reads over the bucket are caught", lambda t: rec_env(t).__setitem__("ECS_READ_RATE", "10")),
+        ("budget: no RunTask reserve is caught", lambda t: (fin_env(t).__setitem__("ECS_RUNTASK_RESERVE_PERCENT", "0"),
+                                                            rec_env(t).__setitem__("ECS_RUNTASK_RESERVE_PERCENT", "0"))),
         ("dashboard: the reconciler's errors missing are caught", drop_dashboard_metric("${StopReconcilerFunction}")),
     ]
 
@@ -943,6 +1193,11 @@ CHECKS: list[Callable[[dict], None]] = [
     test_stream_mapping,
     test_http_api,
     test_alarms,
+    test_every_alarm_notifies_a_topic,
+    test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use,
+    test_event_alarms,
+    test_stop_deadline,
+    test_ecs_rate_budget,
     test_stranded_stop_alarm,
     test_dashboard_shows_every_metric,
     test_outputs,
