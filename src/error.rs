@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::FieldError;
+use crate::domain::{FieldError, RunStatus};
 use crate::ports::{StoreError, UpstreamError, UpstreamKind};
 
 /// `ValidationExceptionReason` from the model.
@@ -78,6 +78,16 @@ impl ApiError {
             resource_id: run_id.to_owned(),
             resource_type: "WorkflowRun",
         }
+    }
+
+    /// A stop of a run that finished on its own: the real service's answer
+    /// (apache/airflow#67578 works around exactly this). A `ValidationException`
+    /// with reason `other`: retrying can never succeed.
+    pub fn run_finished(status: RunStatus) -> ApiError {
+        ApiError::validation(
+            ValidationReason::Other,
+            format!("The workflow run is already {status}; only STARTING, QUEUED or RUNNING runs can be stopped."),
+        )
     }
 
     pub fn access_denied() -> ApiError {

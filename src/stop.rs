@@ -126,9 +126,13 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
             match write {
                 StopWrite::NotFound => Err(ApiError::run_not_found(&key.run_id)),
                 StopWrite::NotStoppable(run) => match run.run_status().and_then(StopDecision::from_failed_condition) {
-                    Some(StopDecision::AlreadyFinal(status)) => {
-                        tracing::info!(%status, "stop is a no-op: run not active");
+                    Some(StopDecision::AlreadyStopped(status)) => {
+                        tracing::info!(%status, "stop is a no-op: run already stopping or stopped");
                         Ok(StopOutput { run, status, fan_out: None })
+                    }
+                    Some(StopDecision::Finished(status)) => {
+                        tracing::info!(%status, "stop refused: run already finished");
+                        Err(ApiError::run_finished(status))
                     }
                     _ => {
                         tracing::error!(status = %run.status, "stop condition failed on a run with an active or unknown status");

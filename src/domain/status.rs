@@ -82,9 +82,14 @@ impl FromStr for RunStatus {
 pub enum StopDecision {
     /// This request made the one `active → STOPPING` transition.
     Transitioned,
-    /// Another request (or the finalizer) got there first, or the run had
-    /// already finished: report its real status, change nothing.
-    AlreadyFinal(RunStatus),
+    /// Another request (or the finalizer) got there first: the run is
+    /// `STOPPING` or `STOPPED`. Report that status and change nothing: a
+    /// client retrying a stop whose answer it lost must not get an error.
+    AlreadyStopped(RunStatus),
+    /// The run had already finished on its own (`SUCCESS`, `FAILED`,
+    /// `TIMEOUT`): the real service refuses the stop with a
+    /// `ValidationException`, and so does this one. Nothing changes.
+    Finished(RunStatus),
 }
 
 impl StopDecision {
@@ -92,7 +97,11 @@ impl StopDecision {
     /// the status is one the condition should have accepted, which can only be
     /// a corrupted item or a bug; the caller treats that as an internal fault.
     pub fn from_failed_condition(found: RunStatus) -> Option<StopDecision> {
-        (!found.is_stoppable()).then_some(StopDecision::AlreadyFinal(found))
+        match found {
+            RunStatus::Stopping | RunStatus::Stopped => Some(StopDecision::AlreadyStopped(found)),
+            RunStatus::Success | RunStatus::Failed | RunStatus::Timeout => Some(StopDecision::Finished(found)),
+            RunStatus::Starting | RunStatus::Queued | RunStatus::Running => None,
+        }
     }
 }
 
@@ -115,8 +124,11 @@ mod tests {
 
     #[test]
     fn failed_condition_reports_the_real_status() {
-        for st in [RunStatus::Stopping, RunStatus::Stopped, RunStatus::Success, RunStatus::Failed, RunStatus::Timeout] {
-            assert_eq!(StopDecision::from_failed_condition(st), Some(StopDecision::AlreadyFinal(st)));
+        for st in [RunStatus::Stopping, RunStatus::Stopped] {
+            assert_eq!(StopDecision::from_failed_condition(st), Some(StopDecision::AlreadyStopped(st)));
+        }
+        for st in [RunStatus::Success, RunStatus::Failed, RunStatus::Timeout] {
+            assert_eq!(StopDecision::from_failed_condition(st), Some(StopDecision::Finished(st)));
         }
         for st in RunStatus::STOPPABLE {
             assert_eq!(StopDecision::from_failed_condition(st), None);

@@ -99,10 +99,13 @@ async fn only_the_transition_stops_workers() {
         put(&store, &ecs, &arn, run, status, 2);
     }
     let svc = Service::new(store, ecs, FanOutLimits::default());
-    for (run, status) in [("done", RunStatus::Success), ("gone", RunStatus::Stopped), ("busy", RunStatus::Stopping)] {
+    for (run, status) in [("gone", RunStatus::Stopped), ("busy", RunStatus::Stopping)] {
         let out = svc.stop_workflow_run(&alice(), &key(&arn, run), &stop(), None).await.unwrap();
         assert_eq!((out.status, out.fan_out), (status, None));
     }
+    // A run that finished on its own: the real service's ValidationException.
+    let refused = svc.stop_workflow_run(&alice(), &key(&arn, "done"), &stop(), None).await.unwrap_err();
+    assert_eq!(refused.type_name(), "ValidationException");
     assert!(svc.workers().calls.lock().unwrap().is_empty());
     let first = svc.stop_workflow_run(&alice(), &key(&arn, "run-1"), &stop(), None).await.unwrap();
     let again = svc.stop_workflow_run(&alice(), &key(&arn, "run-1"), &stop(), None).await.unwrap();

@@ -119,7 +119,12 @@ async fn repeated_stop_is_idempotent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_runs_report_their_real_status_and_are_not_changed() {
+/// Issue 19 part 1: the real service answers a stop of a run that finished
+/// on its own with `ValidationException` (apache/airflow#67578 works around
+/// it); a run already `STOPPING`/`STOPPED` answers 200 with its status, so a
+/// client retrying a stop whose answer it lost never gets an error. Either
+/// way nothing is written and no worker is touched.
+async fn finished_runs_are_refused_stopped_runs_report_their_status_and_nothing_changes() {
     let world = World::new().await;
     let api = world.api(AuthMode::Iam).await;
     let arn = workflow_arn("etl");
@@ -133,8 +138,25 @@ async fn finished_runs_report_their_real_status_and_are_not_changed() {
     for status in ["SUCCESS", "FAILED", "TIMEOUT", "STOPPED"] {
         let run = format!("run-{}", status.to_lowercase());
         let reply = call(&api, &http_event(Some(STOP), &stop_body(&arn, &run), As::Iam(ACCOUNT, ALICE))).await;
-        assert_eq!(reply.status, 200, "{}", reply.json);
-        assert_eq!(reply.json, json!({"WorkflowArn": arn, "RunId": run, "Status": status, "WorkflowVersion": "v3"}));
+        if status == "STOPPED" {
+            assert_eq!(reply.status, 200, "{}", reply.json);
+            assert_eq!(
+                reply.json,
+                json!({"WorkflowArn": arn, "RunId": run, "Status": status, "WorkflowVersion": "v3"})
+            );
+        } else {
+            assert_eq!(
+                (reply.status, reply.json["__type"].as_str()),
+                (400, Some("ValidationException")),
+                "{}",
+                reply.json
+            );
+            assert_eq!(reply.json["Reason"], "other");
+            assert_eq!(
+                reply.json["Message"],
+                format!("The workflow run is already {status}; only STARTING, QUEUED or RUNNING runs can be stopped.")
+            );
+        }
     }
     assert_eq!(world.scan().await, before, "a late stop never overwrites a finished run");
     assert_eq!(world.task_statuses(&workers).await, vec!["RUNNING"]);
