@@ -40,15 +40,19 @@ test: venv lint pytest
 
 # The benchmark (numbers, never a pass/fail): release binaries (x86-64 here,
 # arm64 through the SAM build), then every measurement in one run; results in
-# bench/results/latest.{md,json}.
-bench: template-build
+# bench/results/latest.{md,json}, and docs/performance.md's tables regenerated
+# from them (localdev.perfdoc; `make test` fails while the doc is out of date).
+bench: venv template-build
 	cargo build --release --bins --example bench
 	cargo build --profile release-speed --bins
 	cargo run --release --quiet --example bench
+	$(VENV)/bin/python -m localdev.perfdoc
 
 # The Python tools' own tests (tools/localdev/tests/): the local stream mapping
 # (filtering, batching, partial failures), the local stack, the demo tour's
-# printing, and the template assertions (also run by `make template-check`).
+# printing, the template assertions (also run by `make template-check`), and
+# the docs' drift checks (README vs template.yaml, docs/performance.md vs
+# bench/results/).
 pytest: venv
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOCALDEV)/tests
 

@@ -1,0 +1,80 @@
+"""docs/performance.md cannot drift from `make bench`'s results
+(localdev.perfdoc). Run by `make test` through `make pytest`.
+
+- the file is exactly what `python -m localdev.perfdoc` would write from
+  bench/results/latest.json (and lambda_cpu.json): a new bench run, or a hand
+  edit inside a generated block, fails here until the generator is run;
+- the file's blocks and the generator's are the same set, each once;
+- a changed figure in the JSON changes the doc (the check is not vacuous);
+- template.yaml and ARCHITECTURE.md quote no measured figure that belongs in
+  docs/performance.md (they point to it instead).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+
+from localdev import perfdoc
+from localdev.common import ROOT
+
+
+def test_performance_doc_is_up_to_date_with_the_bench_json():
+    current, expected = perfdoc.expected()
+    assert current == expected, (
+        "docs/performance.md is out of date with bench/results/*.json: run "
+        "`.venv/bin/python -m localdev.perfdoc` and commit the result"
+    )
+
+
+def test_every_block_is_generated_once():
+    names = [m.group("name") for m in perfdoc.BLOCK.finditer(perfdoc.DOC.read_text())]
+    assert sorted(names) == sorted(perfdoc.BLOCKS)
+
+
+def test_a_changed_measurement_changes_the_doc():
+    latest = json.loads(perfdoc.LATEST.read_text())
+    doc = perfdoc.DOC.read_text()
+    before = perfdoc.render(doc, latest, perfdoc.load_json(perfdoc.LAMBDA_CPU))
+    changed = copy.deepcopy(latest)
+    changed["stop_latency"][-1]["p50_ms"] += 7.0
+    changed["throttled"][0]["throttled_calls"] += 3
+    after = perfdoc.render(doc, changed, perfdoc.load_json(perfdoc.LAMBDA_CPU))
+    assert before != after
+
+
+def test_a_hand_edit_inside_a_block_is_caught():
+    latest = json.loads(perfdoc.LATEST.read_text())
+    doc = perfdoc.render(perfdoc.DOC.read_text(), latest, perfdoc.load_json(perfdoc.LAMBDA_CPU))
+    edited = doc.replace("<!-- perfdoc:end run -->", "(edited by hand)\n<!-- perfdoc:end run -->", 1)
+    assert perfdoc.render(edited, latest, None) != edited
+
+
+@pytest.mark.parametrize("mutation", ["drop", "unknown", "twice"])
+def test_missing_unknown_or_repeated_blocks_are_refused(mutation):
+    doc = perfdoc.DOC.read_text()
+    if mutation == "drop":
+        doc = re.sub(r"<!-- perfdoc:begin rest -->.*?<!-- perfdoc:end rest -->", "", doc, flags=re.S)
+    elif mutation == "unknown":
+        doc += "\n<!-- perfdoc:begin bogus -->\n<!-- perfdoc:end bogus -->\n"
+    else:
+        doc += "\n<!-- perfdoc:begin run -->\n<!-- perfdoc:end run -->\n"
+    with pytest.raises(perfdoc.PerfDocError):
+        perfdoc.render(doc, json.loads(perfdoc.LATEST.read_text()), None)
+
+
+# Measured figures that once sat in these files and went stale: a duration in
+# ms or µs with a fraction or a ~, MiB sizes, GB-s costs, "N x the floor".
+STALE = re.compile(
+    r"~\s?\d+(\.\d+)?\s?(ms|µs|us)\b|\b\d+\.\d+\s?(ms|µs)\b|\b\d+(\.\d+)?\s?MiB\b|GB-s per|\d\s?[x×] (its|the) (two-round-trip )?floor"
+)
+
+
+@pytest.mark.parametrize("path", ["template.yaml", "ARCHITECTURE.md"])
+def test_no_measured_figures_outside_the_performance_doc(path):
+    text = (ROOT / path).read_text()
+    lines = [f"{path}:{i}: {line.strip()}" for i, line in enumerate(text.splitlines(), 1) if STALE.search(line)]
+    assert not lines, "measured figures belong in docs/performance.md (point to it instead):\n" + "\n".join(lines)
