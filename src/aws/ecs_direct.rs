@@ -10,7 +10,7 @@
 //! identity cache, retry bookkeeping, a full `Task` deserialized per answer)
 //! is most of that CPU; this path does only what the call needs, and reads
 //! only `task.lastStatus` of the answer. `make bench` sections 1 and 7 measure
-//! both (README, "Performance").
+//! both (docs/performance.md).
 //!
 //! What it does not do, the SDK still does: only ECS's acceptance, a
 //! throttle, "no such task or cluster" and a refusal of the request itself
