@@ -343,6 +343,8 @@ fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
             affected: 1,
             skipped: 1,
         }),
+        unconfirmed: Default::default(),
+        watch: false,
     }
 }
 

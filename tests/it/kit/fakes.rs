@@ -11,8 +11,8 @@ use std::time::Duration;
 use mwaa_stop::domain::{RunKey, RunStatus};
 use mwaa_stop::ports::{
     CancelWrite, Described, FinalizeWrite, FinalizerStore, ReconcilerStore, RunRecord, RunStore, StopRequest,
-    StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl,
-    WorkerFleet,
+    StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WatchWrite,
+    WorkerControl, WorkerFleet,
 };
 
 fn id(k: &RunKey) -> (String, String) {
@@ -41,6 +41,10 @@ pub fn fake_finalizer_limits() -> mwaa_stop::finalize::FinalizerLimits {
         poll_max: Duration::from_secs(2),
         run_concurrency: 8,
         stop_concurrency: 4,
+        stop_deadline: Duration::from_secs(600),
+        sweep_settle: Duration::from_secs(10),
+        missing_confirm: Duration::from_secs(5),
+        post_stop_sweep: Duration::ZERO,
     }
 }
 
@@ -72,6 +76,10 @@ pub struct MemTable {
     pub finalize_at: Mutex<Vec<(String, tokio::time::Instant)>>,
     /// The sparse index of STOPPING runs: run → `StoppingSince`.
     pub stopping: Mutex<HashMap<(String, String), String>>,
+    /// The index's watch partitions: watched `STOPPED` runs → `StoppingSince`.
+    pub watched: Mutex<HashMap<(String, String), String>>,
+    /// Every follow-up write of a watched run.
+    pub watch_writes: Mutex<Vec<(RunKey, WatchWrite)>>,
 }
 
 impl MemTable {
@@ -157,8 +165,18 @@ impl FinalizerStore for MemTable {
             }
             _ => return Ok(FinalizeWrite::NotStopping),
         }
+        let r = runs.get_mut(&id(key)).expect("just read");
+        if w.watch {
+            r.unconfirmed_workers = w.unconfirmed.clone();
+        }
+        if let Some(message) = w.unconfirmed_message() {
+            r.error_message = Some(message);
+        }
         drop(runs);
-        self.stopping.lock().unwrap().remove(&id(key));
+        let since = self.stopping.lock().unwrap().remove(&id(key));
+        if w.watch {
+            self.watched.lock().unwrap().insert(id(key), since.unwrap_or_default());
+        }
         if w.child_policy.is_some() {
             self.event(key, "ChildPolicyApplied");
         }
@@ -180,12 +198,59 @@ impl FinalizerStore for MemTable {
         self.event(key, "CancelRequested");
         Ok(CancelWrite::Requested)
     }
+
+    async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
+        self.wrote(key, "watch");
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)).filter(|r| r.status == "STOPPED") else { return Ok(false) };
+        if w.end_watch {
+            if r.unconfirmed_workers.len() != w.read_len {
+                return Ok(false);
+            }
+            r.unconfirmed_workers.clear();
+        } else {
+            for t in &w.confirmed {
+                if !w.found.contains_key(t) {
+                    r.unconfirmed_workers.remove(t);
+                }
+            }
+            for (t, c) in &w.found {
+                if !w.confirmed.contains(t) {
+                    r.unconfirmed_workers.insert(t.clone(), c.clone());
+                }
+            }
+        }
+        drop(runs);
+        if w.end_watch {
+            self.watched.lock().unwrap().remove(&id(key));
+        }
+        if !w.found.is_empty() {
+            self.event(key, "LateWorkersFound");
+        }
+        if !w.confirmed.is_empty() {
+            self.event(key, "WorkersConfirmed");
+        }
+        self.watch_writes.lock().unwrap().push((key.clone(), w.clone()));
+        Ok(true)
+    }
 }
 
 impl ReconcilerStore for MemTable {
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
         let stopping = self.stopping.lock().unwrap();
         Ok(stopping
+            .iter()
+            .map(|((arn, run), since)| StoppingRun {
+                workflow_arn: arn.clone(),
+                run_id: run.clone(),
+                since: since.clone(),
+            })
+            .collect())
+    }
+
+    async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        let watched = self.watched.lock().unwrap();
+        Ok(watched
             .iter()
             .map(|((arn, run), since)| StoppingRun {
                 workflow_arn: arn.clone(),
@@ -231,6 +296,16 @@ pub struct MemEcs {
     /// Calls that named a task under another cluster than the one it runs in
     /// (tasks named `<cluster>/<id>` carry their cluster; others are not checked).
     pub wrong_cluster: Mutex<Vec<String>>,
+    /// `ListTasks` lags `RunTask`: a task launched by [`MemEcs::launched_by`]
+    /// is listed only this long after its launch (tokio's clock).
+    pub list_lag: Duration,
+    /// When each task was launched by [`MemEcs::launched_by`].
+    pub launched_at: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Reads are eventually consistent: `DescribeTasks` answers `MISSING` and
+    /// `StopTask` "not found" for a task whose ARN ends with one of these
+    /// until this long after its launch (tokio's clock).
+    pub unknown_for: Duration,
+    pub young: Vec<&'static str>,
 }
 
 impl MemEcs {
@@ -243,6 +318,19 @@ impl MemEcs {
     pub fn launched_by(&self, task: &str, by: &str) {
         self.running(&[task]);
         self.started_by.lock().unwrap().insert(task.into(), by.into());
+        self.launched_at.lock().unwrap().insert(task.into(), tokio::time::Instant::now());
+    }
+
+    /// A task launched now and never told to stop by anyone (`RUNNING`).
+    pub fn launched_now(&self, task: &str) {
+        self.running(&[task]);
+        self.launched_at.lock().unwrap().insert(task.into(), tokio::time::Instant::now());
+    }
+
+    /// ECS's reads do not know `task` yet (see [`MemEcs::unknown_for`]).
+    fn not_yet_known(&self, task: &str) -> bool {
+        ends_with_any(task, &self.young)
+            && self.launched_at.lock().unwrap().get(task).is_none_or(|at| at.elapsed() < self.unknown_for)
     }
 
     pub fn stopping(&self, task: &str) {
@@ -350,7 +438,7 @@ impl WorkerControl for MemEcs {
         if ends_with_any(task, &self.fail) {
             return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Fault, "injected"));
         }
-        if ends_with_any(task, &self.gone) {
+        if ends_with_any(task, &self.gone) || self.not_yet_known(task) {
             return Ok(TaskStop::Gone);
         }
         let mut tasks = self.tasks.lock().unwrap();
@@ -383,10 +471,11 @@ impl WorkerFleet for MemEcs {
             return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
         }
         assert!(tasks.len() <= 100, "DescribeTasks takes at most 100 tasks");
+        let young: Vec<bool> = tasks.iter().map(|t| self.not_yet_known(t)).collect();
         let mut all = self.tasks.lock().unwrap();
         let mut out = Described::default();
-        for t in tasks {
-            match all.get_mut(t) {
+        for (t, young) in tasks.iter().zip(young) {
+            match all.get_mut(t).filter(|_| !young) {
                 None => out.missing.push(t.clone()),
                 Some(state) => {
                     if state.1 == "STOPPED" && state.0 != "STOPPED" && !ends_with_any(t, &self.stuck) {
@@ -406,13 +495,17 @@ impl WorkerFleet for MemEcs {
         Ok(out)
     }
 
+    /// Both listings of the port: desired `RUNNING` and desired `STOPPED`
+    /// (every task ECS still knows), each task only once [`MemEcs::list_lag`]
+    /// has passed since its launch.
     async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
         if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
             return Err(throttling("ListTasks"));
         }
         let by = self.started_by.lock().unwrap();
-        let tasks = self.tasks.lock().unwrap();
-        Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
+        let launched = self.launched_at.lock().unwrap();
+        let listed = |t: &String| launched.get(t).is_none_or(|at| at.elapsed() >= self.list_lag);
+        Ok(by.iter().filter(|(t, b)| *b == started_by && listed(t)).map(|(t, _)| t.clone()).collect())
     }
 }
 
@@ -438,11 +531,17 @@ impl FinalizerStore for &MemTable {
     async fn request_cancel(&self, key: &RunKey, by: &str, at: &str) -> Result<CancelWrite, StoreError> {
         (**self).request_cancel(key, by, at).await
     }
+    async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
+        (**self).update_watch(key, w).await
+    }
 }
 
 impl ReconcilerStore for &MemTable {
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
         (**self).stopping_runs().await
+    }
+    async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        (**self).watched_runs().await
     }
 }
 
