@@ -67,6 +67,8 @@ pub(super) struct WorkerCheck {
     pub(super) error: Option<UpstreamError>,
     /// A clean sweep counted (see [`VerdictClock::settle_at`]).
     pub(super) swept: bool,
+    /// `StopTask` calls the current pass sent.
+    told: usize,
 }
 
 /// `workers` addressed in the cluster each ARN names: a recorded cluster
@@ -95,6 +97,7 @@ impl WorkerCheck {
             missing_since: BTreeMap::new(),
             error: None,
             swept: !can_sweep,
+            told: 0,
         }
     }
 
@@ -172,6 +175,9 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         let mut check = WorkerCheck::new(&run.workers, clock.settle_at.is_some());
         // Past the deadline, a run still gets the time to see a missing task
         // twice before what is left is named.
+        // It expires only after a pass that had no one left to tell: every
+        // pending worker was told to stop and described since (a large run
+        // found late by the reconciler is not cut off while it is paced).
         let expire_at = clock.deadline_at.max(Instant::now() + self.limits.missing_confirm);
         let mut pause = self.limits.poll_initial;
         loop {
@@ -182,7 +188,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
             if let Some(verdict) = check.verdict() {
                 return verdict;
             }
-            if Instant::now() >= expire_at {
+            if Instant::now() >= expire_at && check.told == 0 {
                 return check.expired();
             }
             pause =
@@ -203,6 +209,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         check: &mut WorkerCheck,
     ) {
         check.error = None;
+        check.told = 0;
         let started = Instant::now();
         if let Some(settle_at) = settle_at {
             if self.sweep_unregistered(run, check).await && started >= settle_at {
@@ -288,6 +295,7 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
 
     /// `StopTask` for each `(task, cluster)`, at most `stop_concurrency` at once.
     async fn stop_unasked(&self, tasks: Vec<(String, String)>, reason: &str, check: &mut WorkerCheck) {
+        check.told += tasks.len();
         let stops = stream::iter(tasks.into_iter().map(|(task, cluster)| async move {
             let r = self.fleet.stop_task(&cluster, &task, reason).await;
             (task, r)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mwaa_stop::domain::{RunKey, RunStatus};
+use mwaa_stop::domain::{cluster_name, task_arn_cluster, RunKey, RunStatus};
 use mwaa_stop::ports::{
     CancelWrite, Described, FinalizeWrite, FinalizerStore, ReconcilerStore, RunRecord, RunStore, StopRequest,
     StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WatchWrite,
@@ -341,11 +341,26 @@ impl MemEcs {
         self.tasks.lock().unwrap()[task].0.clone()
     }
 
-    fn check_cluster(&self, call: &str, cluster: &str, task: &str) {
-        if let Some((home, _)) = task.split_once('/') {
-            if home != cluster {
+    /// The cluster a task runs in, as ECS knows it: the one its ARN names
+    /// (`arn:aws:ecs:...:task/CLUSTER/ID`), or `CLUSTER` of a test name
+    /// `CLUSTER/ID`; others are not checked.
+    fn home(task: &str) -> Option<&str> {
+        if task.starts_with("arn:") {
+            return task_arn_cluster(task);
+        }
+        task.split_once('/').map(|(home, _)| home)
+    }
+
+    /// Whether `task` is addressed in its own cluster. ECS answers a task
+    /// asked about in another cluster as unknown (`MISSING`, "not found"),
+    /// and so does this fake; each such call is recorded.
+    fn check_cluster(&self, call: &str, cluster: &str, task: &str) -> bool {
+        match Self::home(task) {
+            Some(home) if home != cluster_name(cluster) => {
                 self.wrong_cluster.lock().unwrap().push(format!("{call} {task} in {cluster}"));
+                false
             }
+            _ => true,
         }
     }
 }
@@ -421,7 +436,7 @@ impl WorkerControl for MemEcs {
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
         self.stop_calls.fetch_add(1, Ordering::SeqCst);
         self.calls.lock().unwrap().push((cluster.into(), task.into(), reason.into()));
-        self.check_cluster("StopTask", cluster, task);
+        let home = self.check_cluster("StopTask", cluster, task);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let admitted = self.account.as_ref().is_none_or(|a| a.admit(&a.stop));
@@ -438,7 +453,7 @@ impl WorkerControl for MemEcs {
         if ends_with_any(task, &self.fail) {
             return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Fault, "injected"));
         }
-        if ends_with_any(task, &self.gone) || self.not_yet_known(task) {
+        if ends_with_any(task, &self.gone) || self.not_yet_known(task) || !home {
             return Ok(TaskStop::Gone);
         }
         let mut tasks = self.tasks.lock().unwrap();
@@ -460,9 +475,7 @@ impl WorkerFleet for MemEcs {
     async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
         self.describe_calls.fetch_add(1, Ordering::SeqCst);
         self.describes.lock().unwrap().push((cluster.to_owned(), tasks.len()));
-        for t in tasks {
-            self.check_cluster("DescribeTasks", cluster, t);
-        }
+        let elsewhere: Vec<bool> = tasks.iter().map(|t| !self.check_cluster("DescribeTasks", cluster, t)).collect();
         if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
             return Err(throttling("DescribeTasks"));
         }
@@ -471,7 +484,8 @@ impl WorkerFleet for MemEcs {
             return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
         }
         assert!(tasks.len() <= 100, "DescribeTasks takes at most 100 tasks");
-        let young: Vec<bool> = tasks.iter().map(|t| self.not_yet_known(t)).collect();
+        let young: Vec<bool> =
+            tasks.iter().zip(&elsewhere).map(|(t, elsewhere)| *elsewhere || self.not_yet_known(t)).collect();
         let mut all = self.tasks.lock().unwrap();
         let mut out = Described::default();
         for (t, young) in tasks.iter().zip(young) {
