@@ -67,8 +67,10 @@ pub(super) struct WorkerCheck {
     pub(super) error: Option<UpstreamError>,
     /// A clean sweep counted (see [`VerdictClock::settle_at`]).
     pub(super) swept: bool,
-    /// `StopTask` calls the current pass sent.
+    /// Tasks the current pass told to stop for the first time.
     told: usize,
+    /// Every task ever sent a `StopTask` by this check.
+    asked: BTreeSet<String>,
 }
 
 /// `workers` addressed in the cluster each ARN names: a recorded cluster
@@ -98,6 +100,7 @@ impl WorkerCheck {
             error: None,
             swept: !can_sweep,
             told: 0,
+            asked: BTreeSet::new(),
         }
     }
 
@@ -175,15 +178,20 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         let mut check = WorkerCheck::new(&run.workers, clock.settle_at.is_some());
         // Past the deadline, a run still gets the time to see a missing task
         // twice before what is left is named.
-        // It expires only after a pass that had no one left to tell: every
-        // pending worker was told to stop and described since (a large run
-        // found late by the reconciler is not cut off while it is paced).
+        // It expires only after a pass that told no worker to stop for the
+        // first time: every pending worker was told (or its `StopTask` keeps
+        // failing) and described since, so a large run found late by the
+        // reconciler is not cut off while it is paced.
         let expire_at = clock.deadline_at.max(Instant::now() + self.limits.missing_confirm);
         let mut pause = self.limits.poll_initial;
         loop {
             let cut_short = tokio::time::timeout_at(end, self.pass(run, &reason, clock.settle_at, &mut check)).await;
             if cut_short.is_err() {
-                return if Instant::now() >= expire_at { check.expired() } else { check.unverified() };
+                return if Instant::now() >= expire_at && check.told == 0 {
+                    check.expired()
+                } else {
+                    check.unverified()
+                };
             }
             if let Some(verdict) = check.verdict() {
                 return verdict;
@@ -295,7 +303,11 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
 
     /// `StopTask` for each `(task, cluster)`, at most `stop_concurrency` at once.
     async fn stop_unasked(&self, tasks: Vec<(String, String)>, reason: &str, check: &mut WorkerCheck) {
-        check.told += tasks.len();
+        for (task, _) in &tasks {
+            if check.asked.insert(task.clone()) {
+                check.told += 1;
+            }
+        }
         let stops = stream::iter(tasks.into_iter().map(|(task, cluster)| async move {
             let r = self.fleet.stop_task(&cluster, &task, reason).await;
             (task, r)

@@ -88,6 +88,22 @@ async fn a_worker_stuck_deprovisioning_past_the_stop_deadline_is_named_and_the_r
     assert_eq!(f.fleet().last_status("ok-task"), "STOPPED");
 }
 
+/// A worker whose `StopTask` fails on every attempt (a 5xx) and which keeps
+/// running: past the deadline it is named like a stuck one; the retried
+/// `StopTask` does not hold the run `STOPPING`.
+#[tokio::test(start_paused = true)]
+async fn a_worker_whose_stop_task_always_fails_is_named_at_the_stop_deadline() {
+    let table = MemTable::default();
+    table.put(stopping("failing", Duration::from_secs(598), &["bad-task"]));
+    let ecs = MemEcs { fail: vec!["bad-task"], ..Default::default() };
+    ecs.running(&["bad-task"]);
+    let f = Finalizer::new(table, ecs, limits());
+    let out = f.finalize_run(&key("failing"), None).await.unwrap();
+    assert!(matches!(out, RunOutcome::Stopped { unconfirmed: 1, .. }), "{out:?}");
+    assert!(f.fleet().stop_calls.load(Ordering::SeqCst) > 1, "StopTask was retried meanwhile");
+    assert_eq!(f.store().run(&key("failing")).unconfirmed_workers.len(), 1);
+}
+
 /// Before the deadline, the same stuck worker keeps the run `STOPPING`
 /// (handed back for a retry): the deadline is the only way past it.
 #[tokio::test(start_paused = true)]
