@@ -265,14 +265,15 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
 }
 
 /// When the stop was accepted, on tokio's clock: `StopRequestedAt`'s age
-/// (wall clock, read once) before now; now when it is absent or unreadable
-/// (the later, so no bound is shortened).
+/// (wall clock, read once per read of the run) before now. A run without a
+/// readable `StopRequestedAt` (not one this control plane stopped) is timed
+/// from its `ModifiedAt`, and from now if that is unreadable too (the later,
+/// so no bound is shortened).
 pub(crate) fn stop_instant(run: &RunRecord) -> Instant {
     let now = Instant::now();
-    let age = run
-        .stop_requested_at
-        .as_deref()
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let age = parse(&run.stop_requested_at)
+        .or_else(|| parse(&run.modified_at))
         .map(|t| (OffsetDateTime::now_utc() - t).max(time::Duration::ZERO))
         .and_then(|age| Duration::try_from(age).ok())
         .unwrap_or_default();

@@ -104,6 +104,23 @@ async fn a_worker_whose_stop_task_always_fails_is_named_at_the_stop_deadline() {
     assert_eq!(f.store().run(&key("failing")).unconfirmed_workers.len(), 1);
 }
 
+/// A `STOPPING` run with no `StopRequestedAt` (written by something other
+/// than this control plane) is timed from its `ModifiedAt`: the deadline
+/// still comes, instead of restarting at every read.
+#[tokio::test(start_paused = true)]
+async fn a_stopping_run_without_stop_requested_at_meets_its_deadline_from_modified_at() {
+    let table = MemTable::default();
+    let mut r = stopping("old", Duration::ZERO, &["stuck-task"]);
+    r.stop_requested_at = None;
+    r.modified_at = Some(timestamp(OffsetDateTime::now_utc() - Duration::from_secs(3_600)));
+    table.put(r);
+    let ecs = MemEcs { stuck: vec!["stuck-task"], ..Default::default() };
+    ecs.running(&["stuck-task"]);
+    let f = Finalizer::new(table, ecs, limits());
+    let out = f.finalize_run(&key("old"), None).await.unwrap();
+    assert!(matches!(out, RunOutcome::Stopped { unconfirmed: 1, .. }), "{out:?}");
+}
+
 /// Before the deadline, the same stuck worker keeps the run `STOPPING`
 /// (handed back for a retry): the deadline is the only way past it.
 #[tokio::test(start_paused = true)]
