@@ -212,9 +212,9 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
             settle_at: can_sweep.then_some(stopped_at + self.limits.sweep_settle),
             deadline_at: stopped_at + self.limits.stop_deadline,
         };
-        let (stopped, orphans, unconfirmed) = match self.verify_workers(key, &run, end, clock).await {
-            Verdict::Verified { stopped, orphans } => (stopped, orphans, BTreeMap::new()),
-            Verdict::Expired { stopped, orphans, unconfirmed } => (stopped, orphans, unconfirmed),
+        let (stopped, orphans, unconfirmed, swept) = match self.verify_workers(key, &run, end, clock).await {
+            Verdict::Verified { stopped, orphans } => (stopped, orphans, BTreeMap::new(), true),
+            Verdict::Expired { stopped, orphans, unconfirmed, swept } => (stopped, orphans, unconfirmed, swept),
             Verdict::Unverified { pending, error } => {
                 if let Some(e) = error {
                     tracing::warn!(error = %e, "ECS errors while verifying workers");
@@ -225,9 +225,10 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         let now = OffsetDateTime::now_utc();
         let at = timestamp(now);
         let child_policy = self.apply_child_policy(key, &run, &at).await?;
-        // Followed up by the reconciler: what is not confirmed dead, and a
-        // sweepable run until its post-stop sweep window closes.
-        let window_open = can_sweep && Instant::now() < stopped_at + self.limits.post_stop_sweep;
+        // Followed up by the reconciler: what is not confirmed dead, a
+        // sweepable run until its post-stop sweep window closes, and one
+        // whose sweep never came back clean before the deadline.
+        let window_open = can_sweep && (!swept || Instant::now() < stopped_at + self.limits.post_stop_sweep);
         let write = StoppedWrite {
             at,
             finalized_by: by,

@@ -34,7 +34,8 @@ pub(crate) enum Verdict {
     Verified { stopped: usize, orphans: usize },
     /// The stop deadline passed first: `unconfirmed` (task → cluster) are
     /// not confirmed dead; the run is written `STOPPED` naming them.
-    Expired { stopped: usize, orphans: usize, unconfirmed: BTreeMap<String, String> },
+    /// `swept`: a settled clean sweep was made (else the watch must sweep).
+    Expired { stopped: usize, orphans: usize, unconfirmed: BTreeMap<String, String>, swept: bool },
     /// Not proven: workers still running, or ECS errors in the last pass.
     Unverified { pending: usize, error: Option<UpstreamError> },
 }
@@ -124,7 +125,7 @@ impl WorkerCheck {
         let unconfirmed = self.pending.clone();
         let stopped =
             self.registered.keys().chain(self.orphans.keys()).filter(|t| !unconfirmed.contains_key(*t)).count();
-        Verdict::Expired { stopped, orphans: self.orphans.len(), unconfirmed }
+        Verdict::Expired { stopped, orphans: self.orphans.len(), unconfirmed, swept: self.swept }
     }
 
     fn confirm(&mut self, task: &str) {

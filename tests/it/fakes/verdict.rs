@@ -121,6 +121,33 @@ async fn a_stopping_run_without_stop_requested_at_meets_its_deadline_from_modifi
     assert!(matches!(out, RunOutcome::Stopped { unconfirmed: 1, .. }), "{out:?}");
 }
 
+/// `ListTasks` fails on every call until the deadline: the run is written
+/// `STOPPED` (its registered worker is confirmed), but, never swept, it stays
+/// watched, post-stop window or not, until a follow-up's sweep comes back
+/// clean; that sweep finds the orphan, which is stopped.
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_sweep_never_came_back_clean_by_the_deadline_stays_watched_until_one_does() {
+    let table = MemTable::default();
+    table.put(sweepable("r1", Duration::from_secs(598), &["t1"]));
+    let ecs = MemEcs { list_failures: std::sync::atomic::AtomicUsize::new(usize::MAX), ..Default::default() };
+    ecs.running(&["t1"]);
+    ecs.launched_by("orphan-1", "run/r1");
+    let f = Finalizer::new(table, ecs, limits()); // post_stop_sweep 0: no window
+    let out = f.finalize_run(&key("r1"), None).await.unwrap();
+    assert!(matches!(out, RunOutcome::Stopped { unconfirmed: 0, .. }), "{out:?}");
+    assert_eq!(f.store().watched.lock().unwrap().len(), 1, "never swept: watched");
+    assert_eq!(f.fleet().last_status("orphan-1"), "RUNNING");
+
+    f.fleet().list_failures.store(0, Ordering::SeqCst);
+    let report = f.reconcile(Duration::from_secs(60), None).await.unwrap();
+    // Found, stopped, confirmed and, the sweep clean at last, out of the
+    // watch: one follow-up, one write.
+    assert_eq!((report.late_found, report.late_confirmed, report.watch_ended), (1, 1, 1), "{report:?}");
+    assert_eq!(f.fleet().last_status("orphan-1"), "STOPPED");
+    assert!(f.store().watched.lock().unwrap().is_empty());
+    assert_eq!(f.store().events_of(&key("r1")), vec!["Stopped", "LateWorkersFound", "WorkersConfirmed"]);
+}
+
 /// Before the deadline, the same stuck worker keeps the run `STOPPING`
 /// (handed back for a retry): the deadline is the only way past it.
 #[tokio::test(start_paused = true)]

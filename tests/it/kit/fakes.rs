@@ -306,6 +306,8 @@ pub struct MemEcs {
     /// until this long after its launch (tokio's clock).
     pub unknown_for: Duration,
     pub young: Vec<&'static str>,
+    /// `ListTasks` fails (a 5xx) this many times first.
+    pub list_failures: AtomicUsize,
 }
 
 impl MemEcs {
@@ -515,6 +517,10 @@ impl WorkerFleet for MemEcs {
     async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
         if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
             return Err(throttling("ListTasks"));
+        }
+        if self.list_failures.load(Ordering::SeqCst) > 0 {
+            self.list_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(UpstreamError::new("ecs", "ListTasks", UpstreamKind::Fault, "injected"));
         }
         let by = self.started_by.lock().unwrap();
         let launched = self.launched_at.lock().unwrap();
