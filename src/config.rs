@@ -52,6 +52,10 @@ impl Env<'_> {
         self.number(var, default, min, max).map(Duration::from_millis)
     }
 
+    fn seconds(&self, var: &'static str, default: Duration, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        self.number(var, default.as_secs(), min, max).map(Duration::from_secs)
+    }
+
     fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
         match self.0.get(var).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(false),
@@ -109,6 +113,10 @@ impl FinalizerConfig {
                 run_concurrency: env.number("FINALIZER_RUN_CONCURRENCY", defaults.run_concurrency as u64, 1, 1000)?
                     as usize,
                 stop_concurrency: env.number("STOP_CONCURRENCY", defaults.stop_concurrency as u64, 1, 1000)? as usize,
+                stop_deadline: env.seconds("STOP_DEADLINE_SECONDS", defaults.stop_deadline, 60, 86_400)?,
+                sweep_settle: env.seconds("SWEEP_SETTLE_SECONDS", defaults.sweep_settle, 0, 300)?,
+                missing_confirm: env.seconds("MISSING_CONFIRM_SECONDS", defaults.missing_confirm, 1, 300)?,
+                post_stop_sweep: env.seconds("POST_STOP_SWEEP_SECONDS", defaults.post_stop_sweep, 0, 3_600)?,
             },
             deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
             sdk: sdk_settings(&env)?,
@@ -239,6 +247,31 @@ mod tests {
             FinalizerConfig::from_map(&vars(&[("FINALIZER_POLL_MS", "x")])).unwrap_err().var,
             "FINALIZER_POLL_MS"
         );
+    }
+
+    #[test]
+    fn the_stop_deadline_and_the_verdict_bounds_are_read_and_checked() {
+        let c = FinalizerConfig::from_map(&HashMap::new()).unwrap();
+        assert_eq!(c.limits.stop_deadline, Duration::from_secs(600), "Fargate's 120 s stopTimeout and deprovisioning");
+        assert_eq!(c.limits.sweep_settle, Duration::from_secs(10));
+        assert_eq!(c.limits.missing_confirm, Duration::from_secs(5));
+        assert_eq!(c.limits.post_stop_sweep, Duration::from_secs(300));
+        let c = FinalizerConfig::from_map(&vars(&[
+            ("STOP_DEADLINE_SECONDS", "900"),
+            ("SWEEP_SETTLE_SECONDS", "0"),
+            ("MISSING_CONFIRM_SECONDS", "8"),
+            ("POST_STOP_SWEEP_SECONDS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.limits.stop_deadline, c.limits.sweep_settle, c.limits.missing_confirm, c.limits.post_stop_sweep),
+            (Duration::from_secs(900), Duration::ZERO, Duration::from_secs(8), Duration::ZERO)
+        );
+        for (var, bad) in
+            [("STOP_DEADLINE_SECONDS", "10"), ("MISSING_CONFIRM_SECONDS", "0"), ("SWEEP_SETTLE_SECONDS", "x")]
+        {
+            assert_eq!(FinalizerConfig::from_map(&vars(&[(var, bad)])).unwrap_err().var, var);
+        }
     }
 
     #[test]

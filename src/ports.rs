@@ -101,6 +101,11 @@ pub struct RunRecord {
     /// `TERMINATE` (default), `REQUEST_CANCEL` or `ABANDON`.
     pub child_policy: Option<String>,
     pub cancel_requested: Option<bool>,
+    /// `UnconfirmedWorkers` of a `STOPPED` run: workers the finalizer could
+    /// not confirm dead by the stop deadline, or found by the post-stop
+    /// sweep, which the reconciler keeps stopping and describing (task ARN →
+    /// cluster).
+    pub unconfirmed_workers: BTreeMap<String, String>,
 }
 
 /// A child run, as listed in its parent's `ChildRuns`.
@@ -178,6 +183,53 @@ pub struct StoppedWrite {
     /// Of those, tasks found by the `startedBy` sweep and not registered.
     pub orphans_stopped: usize,
     pub child_policy: Option<ChildPolicyApplied>,
+    /// Workers not confirmed dead when the stop deadline passed (task ARN →
+    /// cluster): named on the run (`UnconfirmedWorkers`, `ErrorMessage`, the
+    /// `Stopped` event). Empty for a verified stop.
+    pub unconfirmed: BTreeMap<String, String>,
+    /// Keep the run in the stopping index's watch partitions after `STOPPED`
+    /// (unconfirmed workers, or the post-stop sweep window still open), so
+    /// the reconciler follows it up.
+    pub watch: bool,
+}
+
+/// The longest `ErrorMessage` a `STOPPED` write with unconfirmed workers
+/// sets (the task ARNs it names are cut to fit).
+pub const UNCONFIRMED_MESSAGE_MAX: usize = 1_024;
+
+impl StoppedWrite {
+    /// `ErrorMessage` for a run stopped at the deadline: how many workers are
+    /// not confirmed dead, and their task ARNs (as many as fit).
+    pub fn unconfirmed_message(&self) -> Option<String> {
+        if self.unconfirmed.is_empty() {
+            return None;
+        }
+        let head = format!(
+            "Stopped at the stop deadline with {} worker task(s) not confirmed stopped; still being stopped: ",
+            self.unconfirmed.len()
+        );
+        let tasks = self.unconfirmed.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let text = format!("{head}{tasks}");
+        Some(crate::domain::truncate_to(&text, UNCONFIRMED_MESSAGE_MAX).to_owned())
+    }
+}
+
+/// The reconciler's follow-up of a watched `STOPPED` run, written
+/// conditioned on `STOPPED`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchWrite {
+    pub at: String,
+    /// Workers of `UnconfirmedWorkers` now confirmed dead: removed from it.
+    pub confirmed: Vec<String>,
+    /// Workers found running by the post-stop sweep (task ARN → cluster):
+    /// added to `UnconfirmedWorkers`.
+    pub found: BTreeMap<String, String>,
+    /// Nothing left to watch: leave the stopping index (and drop
+    /// `UnconfirmedWorkers`), conditioned on `UnconfirmedWorkers` still
+    /// having `read_len` entries (no concurrent follow-up added one).
+    pub end_watch: bool,
+    /// How many `UnconfirmedWorkers` the follow-up read.
+    pub read_len: usize,
 }
 
 /// The `ChildPolicyApplied` event: what the policy did to the children.
@@ -235,6 +287,9 @@ pub trait FinalizerStore: RunStore {
         by: &str,
         at: &str,
     ) -> impl Future<Output = Result<CancelWrite, StoreError>> + Send;
+    /// The follow-up of a watched `STOPPED` run, conditioned on `STOPPED`:
+    /// `false` when the run is not (or no longer) `STOPPED`.
+    fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A run found `STOPPING` by the reconciler's index, and since when.
@@ -250,6 +305,9 @@ pub struct StoppingRun {
 /// `STOPPING` now, from an index that holds nothing else.
 pub trait ReconcilerStore: FinalizerStore {
     fn stopping_runs(&self) -> impl Future<Output = Result<Vec<StoppingRun>, StoreError>> + Send;
+    /// The `STOPPED` runs still watched (the index's watch partitions):
+    /// unconfirmed workers, or the post-stop sweep window still open.
+    fn watched_runs(&self) -> impl Future<Output = Result<Vec<StoppingRun>, StoreError>> + Send;
 }
 
 // ---------------------------------------------------------------------------
@@ -313,8 +371,9 @@ pub trait WorkerFleet: WorkerControl {
         cluster: &str,
         tasks: &[String],
     ) -> impl Future<Output = Result<Described, UpstreamError>> + Send;
-    /// Every task of `cluster` started by `started_by` whose desired status is
-    /// still `RUNNING` (all pages).
+    /// Every task of `cluster` started by `started_by` that ECS still lists:
+    /// desired status `RUNNING`, then `STOPPED` (told to stop, and maybe
+    /// still running: a hung agent), all pages of both.
     fn list_running(
         &self,
         cluster: &str,

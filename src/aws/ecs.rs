@@ -151,25 +151,33 @@ impl WorkerFleet for EcsWorkers {
         Ok(described)
     }
 
+    /// `ListTasks` by `startedBy`, desired status `RUNNING` and then
+    /// `STOPPED`: a task told to stop is listed under `STOPPED` at once, while
+    /// its containers may still run (a hung agent), so it must be described
+    /// until its last status is `STOPPED` too.
     async fn list_running(&self, cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(cluster)
-            .started_by(started_by)
-            .desired_status(DesiredStatus::Running)
-            .into_paginator()
-            .send();
         let mut arns = Vec::new();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(page) => arns.extend(page.task_arns.unwrap_or_default()),
-                Err(err) if matches!(err.as_service_error(), Some(ListTasksError::ClusterNotFoundException(_))) => {
-                    return Ok(Vec::new())
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut pages = self
+                .client
+                .list_tasks()
+                .cluster(cluster)
+                .started_by(started_by)
+                .desired_status(desired)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => arns.extend(page.task_arns.unwrap_or_default()),
+                    Err(err) if matches!(err.as_service_error(), Some(ListTasksError::ClusterNotFoundException(_))) => {
+                        return Ok(Vec::new())
+                    }
+                    Err(err) => return Err(from_sdk("ecs", "ListTasks", &err)),
                 }
-                Err(err) => return Err(from_sdk("ecs", "ListTasks", &err)),
             }
         }
+        arns.sort();
+        arns.dedup();
         Ok(arns)
     }
 }

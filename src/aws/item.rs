@@ -47,6 +47,7 @@ pub(crate) fn run_record(key: &RunKey, mut item: HashMap<String, AttributeValue>
     let workflow_arn = required(key, &mut item, attr::WORKFLOW_ARN)?;
     let run_id = required(key, &mut item, attr::RUN_ID)?;
     let status = required(key, &mut item, attr::STATUS)?;
+    let unconfirmed_workers = workers(key, item.remove(attr::UNCONFIRMED_WORKERS));
     let workers = workers(key, item.remove(attr::WORKERS));
     let child_runs = item.remove(attr::CHILD_RUNS).and_then(|c| child_refs(key, c));
     let worker_clusters = worker_clusters(key, item.remove(attr::WORKER_CLUSTERS));
@@ -94,6 +95,7 @@ pub(crate) fn run_record(key: &RunKey, mut item: HashMap<String, AttributeValue>
         child_runs,
         child_policy,
         cancel_requested: field(key, &mut item, attr::CANCEL_REQUESTED),
+        unconfirmed_workers,
     })
 }
 

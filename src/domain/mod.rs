@@ -13,6 +13,7 @@ mod input;
 mod shard;
 mod status;
 mod text;
+mod worker;
 
 pub use caller::Caller;
 pub use child_policy::ChildPolicy;
@@ -20,3 +21,4 @@ pub use input::{check_run_id, FieldError, RunKey, WorkflowArn, RUN_ID_MAX, WORKF
 pub use shard::{stopping_shard, STOPPING_SHARDS};
 pub use status::{RunStatus, StopDecision, UnknownStatus};
 pub use text::{timestamp, truncate_to};
+pub use worker::{cluster_name, task_arn_cluster, worker_cluster};

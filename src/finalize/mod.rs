@@ -18,8 +18,10 @@
 
 mod children;
 mod reconcile;
+mod watch;
 mod workers;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -29,16 +31,16 @@ use tracing::Instrument;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::domain::{timestamp, RunKey, RunStatus};
+use crate::domain::{timestamp, truncate_to, RunKey, RunStatus};
 use crate::metrics::{self, Unit};
 use crate::ports::{
-    ChildPolicyApplied, FinalizeWrite, FinalizedBy, FinalizerStore, StoppedWrite, StoreError, UpstreamError,
+    ChildPolicyApplied, FinalizeWrite, FinalizedBy, FinalizerStore, RunRecord, StoppedWrite, StoreError, UpstreamError,
     WorkerFleet,
 };
 use crate::stop::run_span;
 
 pub use reconcile::ReconcileReport;
-pub(crate) use workers::Verdict;
+pub(crate) use workers::{Verdict, VerdictClock};
 
 /// Bounds of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,19 @@ pub struct FinalizerLimits {
     /// `StopTask` (and `DescribeTasks`) calls in flight at once, per run; the
     /// pacing sets the rate.
     pub stop_concurrency: usize,
+    /// The stop deadline: past `StopRequestedAt` + this, a run whose workers
+    /// are not all confirmed dead is written `STOPPED` anyway, naming them
+    /// (`UnconfirmedWorkers`), and the reconciler keeps after them.
+    pub stop_deadline: Duration,
+    /// A `startedBy` sweep counts for the verdict only if it started at
+    /// least this long after `StopRequestedAt` (`ListTasks` lags `RunTask`).
+    pub sweep_settle: Duration,
+    /// A task ECS says it does not know is dead only when still unknown on a
+    /// pass at least this long after the first sighting.
+    pub missing_confirm: Duration,
+    /// After `STOPPED`, the reconciler sweeps a run by `startedBy` until
+    /// `StopRequestedAt` + this (0: no post-stop sweep).
+    pub post_stop_sweep: Duration,
 }
 
 impl Default for FinalizerLimits {
@@ -65,6 +80,10 @@ impl Default for FinalizerLimits {
             poll_max: Duration::from_secs(5),
             run_concurrency: 16,
             stop_concurrency: 32,
+            stop_deadline: Duration::from_secs(600),
+            sweep_settle: Duration::from_secs(10),
+            missing_confirm: Duration::from_secs(5),
+            post_stop_sweep: Duration::from_secs(300),
         }
     }
 }
@@ -72,8 +91,14 @@ impl Default for FinalizerLimits {
 /// How one run ended in this invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// This invocation wrote `STOPPED`.
-    Stopped { workers_stopped: usize, orphans_stopped: usize, child_policy: Option<ChildPolicyApplied> },
+    /// This invocation wrote `STOPPED`. `unconfirmed`: workers not confirmed
+    /// dead by the stop deadline, named on the run (0 for a verified stop).
+    Stopped {
+        workers_stopped: usize,
+        orphans_stopped: usize,
+        child_policy: Option<ChildPolicyApplied>,
+        unconfirmed: usize,
+    },
     /// Nothing to do: the run is not (or no longer) `STOPPING`, or is gone.
     Skipped { status: Option<RunStatus> },
     /// The workers could not be verified stopped within the bound: retry
@@ -142,8 +167,11 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         async {
             let outcome = self.finalize_in_span(key, deadline, by).await;
             match &outcome {
-                Ok(RunOutcome::Stopped { workers_stopped, orphans_stopped, .. }) => {
+                Ok(RunOutcome::Stopped { workers_stopped, orphans_stopped, unconfirmed: 0, .. }) => {
                     tracing::info!(workers_stopped, orphans_stopped, finalized_by = by.as_str(), "run STOPPED")
+                }
+                Ok(RunOutcome::Stopped { workers_stopped, orphans_stopped, unconfirmed, .. }) => {
+                    tracing::error!(workers_stopped, orphans_stopped, unconfirmed, finalized_by = by.as_str(), "run STOPPED at the stop deadline with workers not confirmed dead; the reconciler keeps stopping them")
                 }
                 Ok(RunOutcome::Skipped { status }) => tracing::info!(status = ?status, "nothing to finalize"),
                 Ok(RunOutcome::Pending { still_running }) => {
@@ -178,8 +206,15 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
             let bound = Instant::now() + self.limits.wait;
             deadline.map_or(bound, |d| d.min(bound))
         };
-        let (stopped, orphans) = match self.verify_workers(key, &run, end).await {
-            Verdict::Verified { stopped, orphans } => (stopped, orphans),
+        let stopped_at = stop_instant(&run);
+        let can_sweep = run.worker_started_by.is_some() && run.worker_clusters.is_some();
+        let clock = VerdictClock {
+            settle_at: can_sweep.then_some(stopped_at + self.limits.sweep_settle),
+            deadline_at: stopped_at + self.limits.stop_deadline,
+        };
+        let (stopped, orphans, unconfirmed, swept) = match self.verify_workers(key, &run, end, clock).await {
+            Verdict::Verified { stopped, orphans } => (stopped, orphans, BTreeMap::new(), true),
+            Verdict::Expired { stopped, orphans, unconfirmed, swept } => (stopped, orphans, unconfirmed, swept),
             Verdict::Unverified { pending, error } => {
                 if let Some(e) = error {
                     tracing::warn!(error = %e, "ECS errors while verifying workers");
@@ -190,12 +225,18 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
         let now = OffsetDateTime::now_utc();
         let at = timestamp(now);
         let child_policy = self.apply_child_policy(key, &run, &at).await?;
+        // Followed up by the reconciler: what is not confirmed dead, a
+        // sweepable run until its post-stop sweep window closes, and one
+        // whose sweep never came back clean before the deadline.
+        let window_open = can_sweep && (!swept || Instant::now() < stopped_at + self.limits.post_stop_sweep);
         let write = StoppedWrite {
             at,
             finalized_by: by,
             workers_stopped: stopped,
             orphans_stopped: orphans,
             child_policy: child_policy.clone(),
+            watch: !unconfirmed.is_empty() || window_open,
+            unconfirmed: unconfirmed.clone(),
         };
         match self.store.finalize_stop(key, &write).await? {
             FinalizeWrite::Stopped => {
@@ -207,10 +248,41 @@ impl<S: FinalizerStore, W: WorkerFleet> Finalizer<S, W> {
                 if let Some(since) = since {
                     values.push(("StopToStoppedSeconds", Unit::Seconds, (now - since).as_seconds_f64().max(0.0)));
                 }
+                if !unconfirmed.is_empty() {
+                    values.push(("StoppedWithUnconfirmedWorkers", Unit::Count, 1.0));
+                    tracing::error!(unconfirmed = %unconfirmed_list(&unconfirmed), "workers not confirmed dead at the stop deadline");
+                }
                 metrics::emit(&values, &[("FinalizedBy", by.as_str())]);
-                Ok(RunOutcome::Stopped { workers_stopped: stopped, orphans_stopped: orphans, child_policy })
+                Ok(RunOutcome::Stopped {
+                    workers_stopped: stopped,
+                    orphans_stopped: orphans,
+                    child_policy,
+                    unconfirmed: unconfirmed.len(),
+                })
             }
             FinalizeWrite::NotStopping => Ok(RunOutcome::Skipped { status: None }),
         }
     }
+}
+
+/// When the stop was accepted, on tokio's clock: `StopRequestedAt`'s age
+/// (wall clock, read once per read of the run) before now. A run without a
+/// readable `StopRequestedAt` (not one this control plane stopped) is timed
+/// from its `ModifiedAt`, and from now if that is unreadable too (the later,
+/// so no bound is shortened).
+pub(crate) fn stop_instant(run: &RunRecord) -> Instant {
+    let now = Instant::now();
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let age = parse(&run.stop_requested_at)
+        .or_else(|| parse(&run.modified_at))
+        .map(|t| (OffsetDateTime::now_utc() - t).max(time::Duration::ZERO))
+        .and_then(|age| Duration::try_from(age).ok())
+        .unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// Task ARNs, comma separated, for logs, cut to a bounded length.
+pub(crate) fn unconfirmed_list(workers: &BTreeMap<String, String>) -> String {
+    let all = workers.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+    truncate_to(&all, 1_000).to_owned()
 }

@@ -1,13 +1,14 @@
 //! The finalizer's port: `STOPPING` → `STOPPED`, and a child's cancel request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::update::Update;
-use super::{attr, history_event, n, s, DynamoRunStore};
-use crate::domain::{RunKey, RunStatus};
-use crate::ports::{CancelWrite, FinalizeWrite, FinalizerStore, StoppedWrite, StoreError};
+use super::{attr, history_event, n, s, watch_shard, DynamoRunStore};
+use crate::aws::upstream::from_sdk;
+use crate::domain::{stopping_shard, RunKey, RunStatus};
+use crate::ports::{CancelWrite, FinalizeWrite, FinalizerStore, StoppedWrite, StoreError, WatchWrite};
 
 /// The events the `STOPPED` write appends.
 fn stopped_events(w: &StoppedWrite) -> Vec<AttributeValue> {
@@ -35,27 +36,55 @@ fn stopped_events(w: &StoppedWrite) -> Vec<AttributeValue> {
         }
         events.push(history_event("ChildPolicyApplied", &w.at, details));
     }
-    events.push(history_event(
-        "Stopped",
-        &w.at,
-        vec![
-            ("WorkersStopped", n(w.workers_stopped)),
-            ("OrphansStopped", n(w.orphans_stopped)),
-            ("FinalizedBy", s(w.finalized_by.as_str())),
-        ],
-    ));
+    let mut details = vec![
+        ("WorkersStopped", n(w.workers_stopped)),
+        ("OrphansStopped", n(w.orphans_stopped)),
+        ("FinalizedBy", s(w.finalized_by.as_str())),
+    ];
+    if !w.unconfirmed.is_empty() {
+        details.push(("UnconfirmedWorkers", task_list(w.unconfirmed.keys())));
+        details.push(("UnconfirmedCount", n(w.unconfirmed.len())));
+    }
+    events.push(history_event("Stopped", &w.at, details));
     events
+}
+
+/// Task ARNs as an L of S, at most [`EVENT_TASKS_MAX`] (the event's count
+/// says how many there were).
+fn task_list<'a>(tasks: impl Iterator<Item = &'a String>) -> AttributeValue {
+    AttributeValue::L(tasks.take(EVENT_TASKS_MAX).map(|t| s(t)).collect())
+}
+
+/// The most task ARNs one history event names.
+const EVENT_TASKS_MAX: usize = 20;
+
+/// A task → cluster map as stored (`Workers`, `UnconfirmedWorkers`).
+fn task_map(tasks: &BTreeMap<String, String>) -> AttributeValue {
+    AttributeValue::M(tasks.iter().map(|(t, c)| (t.clone(), s(c))).collect())
 }
 
 impl FinalizerStore for DynamoRunStore {
     async fn finalize_stop(&self, key: &RunKey, w: &StoppedWrite) -> Result<FinalizeWrite, StoreError> {
-        let update = Update::new()
+        let mut update = Update::new()
             .set("#status", attr::STATUS, ":stopped")
             .set("#completed", attr::COMPLETED_ON, ":now")
             .set("#modified", attr::MODIFIED_AT, ":now")
-            .set("#workers", attr::WORKERS, ":no_workers")
-            .remove("#stopping_shard", attr::STOPPING_SHARD)
-            .remove("#stopping_since", attr::STOPPING_SINCE)
+            .set("#workers", attr::WORKERS, ":no_workers");
+        // A watched run stays in the index, in its watch partition; the
+        // reconciler follows it up (`StoppingSince` stays `StopRequestedAt`).
+        update = if w.watch {
+            update
+                .set("#stopping_shard", attr::STOPPING_SHARD, ":watch_shard")
+                .set("#unconfirmed", attr::UNCONFIRMED_WORKERS, ":unconfirmed")
+                .value(":watch_shard", s(&watch_shard(&stopping_shard(key))))
+                .value(":unconfirmed", task_map(&w.unconfirmed))
+        } else {
+            update.remove("#stopping_shard", attr::STOPPING_SHARD).remove("#stopping_since", attr::STOPPING_SINCE)
+        };
+        if let Some(message) = w.unconfirmed_message() {
+            update = update.set("#error", attr::ERROR_MESSAGE, ":error").value(":error", s(&message));
+        }
+        let update = update
             .append_history(":events", stopped_events(w))
             .value(":stopped", s(RunStatus::Stopped.as_str()))
             .value(":now", s(&w.at))
@@ -89,6 +118,102 @@ impl FinalizerStore for DynamoRunStore {
                 Some(None) => Ok(CancelWrite::NotFound),
                 None => Err(err.into_store_error(key)),
             },
+        }
+    }
+
+    /// One `UpdateItem` conditioned on `STOPPED`: confirmed workers leave
+    /// `UnconfirmedWorkers`, late finds join it, each with a history event;
+    /// the end of the watch removes the map and the index keys, conditioned
+    /// on the map being the size read. Small by construction (a few entries
+    /// and events), so it is not fitted to the item size limit: a refusal is
+    /// an error and the next pass tries again.
+    async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
+        let mut names: Vec<(String, &str)> = vec![
+            ("#status".into(), attr::STATUS),
+            ("#modified".into(), attr::MODIFIED_AT),
+            ("#history".into(), attr::HISTORY),
+            ("#u".into(), attr::UNCONFIRMED_WORKERS),
+        ];
+        let mut values: Vec<(String, AttributeValue)> = vec![
+            (":stopped".into(), s(RunStatus::Stopped.as_str())),
+            (":now".into(), s(&w.at)),
+            (":empty".into(), AttributeValue::L(Vec::new())),
+        ];
+        let mut events = Vec::new();
+        if !w.found.is_empty() {
+            events.push(history_event(
+                "LateWorkersFound",
+                &w.at,
+                vec![("Workers", task_list(w.found.keys())), ("Count", n(w.found.len()))],
+            ));
+        }
+        if !w.confirmed.is_empty() {
+            events.push(history_event(
+                "WorkersConfirmed",
+                &w.at,
+                vec![("Workers", task_list(w.confirmed.iter())), ("Count", n(w.confirmed.len()))],
+            ));
+        }
+        let mut sets = vec!["#modified = :now".to_owned()];
+        if !events.is_empty() {
+            sets.push("#history = list_append(if_not_exists(#history, :empty), :events)".into());
+            values.push((":events".into(), AttributeValue::L(events)));
+        }
+        let mut removes = Vec::new();
+        let mut condition = "#status = :stopped".to_owned();
+        if w.end_watch {
+            removes.extend(["#u".to_owned(), "#shard".into(), "#since".into()]);
+            names.push(("#shard".into(), attr::STOPPING_SHARD));
+            names.push(("#since".into(), attr::STOPPING_SINCE));
+            values.push((":read_len".into(), n(w.read_len)));
+            condition = if w.read_len == 0 {
+                format!("{condition} AND (attribute_not_exists(#u) OR size(#u) = :read_len)")
+            } else {
+                format!("{condition} AND size(#u) = :read_len")
+            };
+        } else {
+            let confirmed: std::collections::BTreeSet<&String> = w.confirmed.iter().collect();
+            let mut i = 0;
+            for task in w.confirmed.iter().filter(|t| !w.found.contains_key(*t)) {
+                names.push((format!("#t{i}"), task));
+                removes.push(format!("#u.#t{i}"));
+                i += 1;
+            }
+            for (task, cluster) in w.found.iter().filter(|(t, _)| !confirmed.contains(t)) {
+                names.push((format!("#t{i}"), task));
+                values.push((format!(":c{i}"), s(cluster)));
+                sets.push(format!("#u.#t{i} = :c{i}"));
+                i += 1;
+            }
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression = format!("{expression} REMOVE {}", removes.join(", "));
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::WORKFLOW_ARN, s(key.workflow_arn.as_str()))
+            .key(attr::RUN_ID, s(&key.run_id))
+            .update_expression(expression)
+            .condition_expression(condition);
+        for (placeholder, name) in names {
+            req = req.expression_attribute_names(placeholder, name);
+        }
+        for (placeholder, value) in values {
+            req = req.expression_attribute_values(placeholder, value);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err.as_service_error().is_some_and(
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("dynamodb", "UpdateItem", &err).into()),
         }
     }
 }

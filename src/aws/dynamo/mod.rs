@@ -47,6 +47,15 @@ pub(crate) mod attr {
     pub const STOPPING_SHARD: &str = "StoppingShard";
     pub const STOPPING_SINCE: &str = "StoppingSince";
     pub const HISTORY_DROPPED: &str = "HistoryEventsDropped";
+    pub const UNCONFIRMED_WORKERS: &str = "UnconfirmedWorkers";
+    pub const ERROR_MESSAGE: &str = "ErrorMessage";
+}
+
+/// The `StoppingShard` of a watched `STOPPED` run: its stopping shard in the
+/// index's watch partitions (`watch-0`..`watch-7`), which hold no
+/// `STOPPING` run.
+pub(crate) fn watch_shard(shard: &str) -> String {
+    format!("watch-{shard}")
 }
 
 /// The sparse index of `STOPPING` runs: only items carrying

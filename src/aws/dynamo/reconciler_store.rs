@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{attr, s, DynamoRunStore};
+use super::{attr, s, watch_shard, DynamoRunStore};
 use crate::aws::upstream::from_sdk;
 use crate::domain::STOPPING_SHARDS;
 use crate::ports::{ReconcilerStore, StoppingRun, StoreError};
@@ -10,8 +10,19 @@ use crate::ports::{ReconcilerStore, StoppingRun, StoreError};
 impl ReconcilerStore for DynamoRunStore {
     /// Every shard of the sparse index, every page, oldest first per shard.
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        self.index_partitions(|shard| shard.to_string()).await
+    }
+
+    /// Every watch partition of the index (`watch-0`..`watch-7`).
+    async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        self.index_partitions(|shard| watch_shard(&shard.to_string())).await
+    }
+}
+
+impl DynamoRunStore {
+    async fn index_partitions(&self, partition: impl Fn(u32) -> String) -> Result<Vec<StoppingRun>, StoreError> {
         let mut runs = Vec::new();
-        for shard in 0..STOPPING_SHARDS {
+        for shard in (0..STOPPING_SHARDS).map(partition) {
             let mut pages = self
                 .client
                 .query()
@@ -19,7 +30,7 @@ impl ReconcilerStore for DynamoRunStore {
                 .index_name(&self.index)
                 .key_condition_expression("#shard = :shard")
                 .expression_attribute_names("#shard", attr::STOPPING_SHARD)
-                .expression_attribute_values(":shard", s(&shard.to_string()))
+                .expression_attribute_values(":shard", s(&shard))
                 .into_paginator()
                 .items()
                 .send();

@@ -246,6 +246,8 @@ async fn exhausted_history_retries_are_a_retryable_fault_never_a_status_verdict(
                     workers_stopped: 1,
                     orphans_stopped: 0,
                     child_policy: None,
+                    unconfirmed: Default::default(),
+                    watch: false,
                 };
                 store.finalize_stop(&key(), &w).await.map(|w| format!("{w:?}"))
             }
@@ -495,6 +497,8 @@ fn stopped_write() -> mwaa_stop::ports::StoppedWrite {
             skipped: 1,
             skipped_children: vec![],
         }),
+        unconfirmed: Default::default(),
+        watch: false,
     }
 }
 
@@ -617,8 +621,141 @@ async fn list_running_filters_by_started_by_and_follows_pages() {
     let second = mock!(aws_sdk_ecs::Client::list_tasks)
         .match_requests(|r| r.next_token() == Some("page2") && r.started_by() == Some("run/r1"))
         .then_output(|| ListTasksOutput::builder().task_arns("c").build());
-    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&first, &second]));
+    let told = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.desired_status() == Some(&DesiredStatus::Stopped) && r.started_by() == Some("run/r1"))
+        .then_output(|| ListTasksOutput::builder().build());
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&first, &second, &told]));
     assert_eq!(ecs.list_running("workers", "run/r1").await.unwrap(), vec!["a", "b", "c"]);
+}
+
+/// Issue 22 item 1: a task told to stop whose agent hangs is listed by ECS
+/// only under `desiredStatus=STOPPED`. Before, the sweep listed only
+/// `RUNNING` and never saw it; now both listings are read (and merged), so
+/// it is described until its last status is `STOPPED`.
+#[tokio::test]
+async fn the_sweep_also_lists_tasks_told_to_stop_that_may_still_run() {
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::types::DesiredStatus;
+    use mwaa_stop::ports::WorkerFleet;
+    let running = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.desired_status() == Some(&DesiredStatus::Running) && r.cluster() == Some("workers"))
+        .then_output(|| ListTasksOutput::builder().task_arns("running-1").build());
+    let told = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| {
+            r.desired_status() == Some(&DesiredStatus::Stopped)
+                && r.cluster() == Some("workers")
+                && r.started_by() == Some("run/r1")
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns("hung-1").task_arns("running-1").build());
+    let ecs = EcsWorkers::new(mock_client!(aws_sdk_ecs, [&running, &told]));
+    assert_eq!(ecs.list_running("workers", "run/r1").await.unwrap(), vec!["hung-1", "running-1"]);
+    assert_eq!((running.num_calls(), told.num_calls()), (1, 1));
+}
+
+/// Issue 22 item 9: the `STOPPED` write past the stop deadline names the
+/// workers not confirmed dead (`UnconfirmedWorkers`, `ErrorMessage`, the
+/// `Stopped` event) and keeps the run in the index's watch partition
+/// (`StoppingShard = watch-N`, `StoppingSince` kept), so the reconciler
+/// follows it up.
+#[tokio::test]
+async fn a_stopped_write_at_the_deadline_names_the_unconfirmed_workers_and_stays_watched() {
+    use mwaa_stop::domain::stopping_shard;
+    use mwaa_stop::ports::{FinalizeWrite, FinalizerStore};
+    let shard = format!("watch-{}", stopping_shard(&key()));
+    let rule = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(move |r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let events = values[":events"].as_l().unwrap();
+            let stopped = events.last().unwrap().as_m().unwrap();
+            r.condition_expression() == Some("#status = :stopping")
+                && r.update_expression()
+                    == Some(
+                        "SET #status = :stopped, #completed = :now, #modified = :now, #workers = :no_workers, \
+                         #stopping_shard = :watch_shard, #unconfirmed = :unconfirmed, #error = :error, \
+                         #history = list_append(if_not_exists(#history, :empty), :events)",
+                    )
+                && names["#unconfirmed"] == "UnconfirmedWorkers"
+                && names["#error"] == "ErrorMessage"
+                && names["#stopping_shard"] == "StoppingShard"
+                && values[":watch_shard"] == s(&shard)
+                && values[":unconfirmed"] == AttributeValue::M(HashMap::from([(TASK.to_owned(), s("workers"))]))
+                && values[":error"].as_s().is_ok_and(|m| m.contains(TASK) && m.contains("1 worker"))
+                && stopped["Event"] == s("Stopped")
+                && stopped["UnconfirmedWorkers"] == AttributeValue::L(vec![s(TASK)])
+                && stopped["UnconfirmedCount"] == AttributeValue::N("1".into())
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&rule]), "Runs");
+    let write = mwaa_stop::ports::StoppedWrite {
+        unconfirmed: [(TASK.to_owned(), "workers".to_owned())].into(),
+        watch: true,
+        ..stopped_write()
+    };
+    assert_eq!(store.finalize_stop(&key(), &write).await.unwrap(), FinalizeWrite::Stopped);
+    assert_eq!(rule.num_calls(), 1, "the request matched every expectation");
+}
+
+/// The reconciler's follow-up of a watched run: one update conditioned on
+/// `STOPPED`; confirmed workers leave `UnconfirmedWorkers` and late finds
+/// join it, each with a history event; the end of the watch removes the map
+/// and the index keys, conditioned on the map's size as read.
+#[tokio::test]
+async fn the_follow_up_of_a_watched_run_is_one_update_conditioned_on_stopped() {
+    use mwaa_stop::ports::{FinalizerStore, WatchWrite};
+    let step = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            let events = values[":events"].as_l().unwrap();
+            let found = events[0].as_m().unwrap();
+            let confirmed = events[1].as_m().unwrap();
+            r.condition_expression() == Some("#status = :stopped")
+                && r.update_expression()
+                    == Some(
+                        "SET #modified = :now, #history = list_append(if_not_exists(#history, :empty), :events), \
+                         #u.#t1 = :c1 REMOVE #u.#t0",
+                    )
+                && names["#u"] == "UnconfirmedWorkers"
+                && names["#t0"] == "old-task"
+                && names["#t1"] == "late-task"
+                && values[":c1"] == s("workers")
+                && found["Event"] == s("LateWorkersFound")
+                && found["Workers"] == AttributeValue::L(vec![s("late-task")])
+                && confirmed["Event"] == s("WorkersConfirmed")
+                && confirmed["Workers"] == AttributeValue::L(vec![s("old-task")])
+                && confirmed["At"] == s("2026-11-21T10:20:00.000Z")
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let end = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            r.condition_expression() == Some("#status = :stopped AND size(#u) = :read_len")
+                && r.update_expression() == Some("SET #modified = :now REMOVE #u, #shard, #since")
+                && names["#shard"] == "StoppingShard"
+                && names["#since"] == "StoppingSince"
+                && values[":read_len"] == AttributeValue::N("1".into())
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let lost = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+    });
+    let store = DynamoRunStore::new(mock_client!(aws_sdk_dynamodb, [&step, &end, &lost]), "Runs");
+    let write = WatchWrite {
+        at: "2026-11-21T10:20:00.000Z".into(),
+        confirmed: vec!["old-task".into()],
+        found: [("late-task".to_owned(), "workers".to_owned())].into(),
+        end_watch: false,
+        read_len: 1,
+    };
+    assert!(store.update_watch(&key(), &write).await.unwrap());
+    assert_eq!(step.num_calls(), 1, "the request matched every expectation");
+    let ending =
+        WatchWrite { at: "2026-11-21T10:21:00.000Z".into(), end_watch: true, read_len: 1, ..Default::default() };
+    assert!(store.update_watch(&key(), &ending).await.unwrap());
+    assert_eq!(end.num_calls(), 1);
+    assert!(!store.update_watch(&key(), &ending).await.unwrap(), "not STOPPED (or changed): nothing written");
 }
 
 /// The orphan sweep's attributes survive type slips, and children that

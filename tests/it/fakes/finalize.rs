@@ -75,7 +75,10 @@ async fn describes_are_grouped_by_cluster_and_chunked_at_one_hundred() {
     fleet.running(&tasks.iter().map(String::as_str).collect::<Vec<_>>());
     let f = Finalizer::new(table, fleet, limits());
     let out = f.finalize_run(&k, None).await.unwrap();
-    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 251, orphans_stopped: 0, child_policy: None });
+    assert_eq!(
+        out,
+        RunOutcome::Stopped { workers_stopped: 251, orphans_stopped: 0, child_policy: None, unconfirmed: 0 }
+    );
     let fleet = f.fleet();
     assert_eq!(fleet.wrong_cluster.lock().unwrap().clone(), Vec::<String>::new());
     assert_eq!(fleet.stop_calls.load(Ordering::SeqCst), 251, "each worker told to stop once");
@@ -95,7 +98,7 @@ async fn tasks_unknown_to_ecs_count_as_stopped() {
     table.put(run("etl", "r1", RunStatus::Stopping, &["gone-1", "gone-2"]));
     let f = Finalizer::new(table, MemEcs::default(), limits());
     let out = f.finalize_run(&k, None).await.unwrap();
-    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 2, orphans_stopped: 0, child_policy: None });
+    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 2, orphans_stopped: 0, child_policy: None, unconfirmed: 0 });
     assert_eq!(f.fleet().stop_calls.load(Ordering::SeqCst), 0);
 }
 
@@ -114,7 +117,7 @@ async fn unregistered_workers_are_found_by_started_by_and_stopped() {
     fleet.launched_by("other-run", "run/r2");
     let f = Finalizer::new(table, fleet, limits());
     let out = f.finalize_run(&k, None).await.unwrap();
-    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 3, orphans_stopped: 2, child_policy: None });
+    assert_eq!(out, RunOutcome::Stopped { workers_stopped: 3, orphans_stopped: 2, child_policy: None, unconfirmed: 0 });
     for t in ["t1", "orphan-1", "orphan-2"] {
         assert_eq!(f.fleet().last_status(t), "STOPPED", "{t}");
     }

@@ -2,3 +2,4 @@ mod finalize;
 mod pacing;
 mod reconcile;
 mod stop;
+mod verdict;

@@ -63,6 +63,7 @@ fn finalizer<'a>(table: &'a MemTable, ecs: &'a MemEcs, rates: EcsRates) -> Final
         poll_max: Duration::from_secs(2),
         run_concurrency: 100,
         stop_concurrency: 32,
+        ..FinalizerLimits::default()
     };
     Finalizer::new(table, Paced::new(ecs, rates.for_finalizer()), limits)
 }

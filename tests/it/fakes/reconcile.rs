@@ -92,4 +92,6 @@ async fn an_unreadable_index_entry_is_counted_not_fatal() {
     let f = Finalizer::new(table, ecs, limits());
     let report = f.reconcile(Duration::from_secs(60), None).await.unwrap();
     assert_eq!((report.found, report.stopped, report.failed), (1, 1, 2));
+    // Counted apart too, for the `ReconcilerUnreadableEntries` metric.
+    assert_eq!(report.unreadable, 2);
 }

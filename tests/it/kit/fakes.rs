@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mwaa_stop::domain::{RunKey, RunStatus};
+use mwaa_stop::domain::{cluster_name, task_arn_cluster, RunKey, RunStatus};
 use mwaa_stop::ports::{
     CancelWrite, Described, FinalizeWrite, FinalizerStore, ReconcilerStore, RunRecord, RunStore, StopRequest,
-    StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WorkerControl,
-    WorkerFleet,
+    StopWrite, StoppedWrite, StoppingRun, StoreError, TaskState, TaskStop, UpstreamError, UpstreamKind, WatchWrite,
+    WorkerControl, WorkerFleet,
 };
 
 fn id(k: &RunKey) -> (String, String) {
@@ -41,6 +41,10 @@ pub fn fake_finalizer_limits() -> mwaa_stop::finalize::FinalizerLimits {
         poll_max: Duration::from_secs(2),
         run_concurrency: 8,
         stop_concurrency: 4,
+        stop_deadline: Duration::from_secs(600),
+        sweep_settle: Duration::from_secs(10),
+        missing_confirm: Duration::from_secs(5),
+        post_stop_sweep: Duration::ZERO,
     }
 }
 
@@ -72,6 +76,10 @@ pub struct MemTable {
     pub finalize_at: Mutex<Vec<(String, tokio::time::Instant)>>,
     /// The sparse index of STOPPING runs: run → `StoppingSince`.
     pub stopping: Mutex<HashMap<(String, String), String>>,
+    /// The index's watch partitions: watched `STOPPED` runs → `StoppingSince`.
+    pub watched: Mutex<HashMap<(String, String), String>>,
+    /// Every follow-up write of a watched run.
+    pub watch_writes: Mutex<Vec<(RunKey, WatchWrite)>>,
 }
 
 impl MemTable {
@@ -157,8 +165,18 @@ impl FinalizerStore for MemTable {
             }
             _ => return Ok(FinalizeWrite::NotStopping),
         }
+        let r = runs.get_mut(&id(key)).expect("just read");
+        if w.watch {
+            r.unconfirmed_workers = w.unconfirmed.clone();
+        }
+        if let Some(message) = w.unconfirmed_message() {
+            r.error_message = Some(message);
+        }
         drop(runs);
-        self.stopping.lock().unwrap().remove(&id(key));
+        let since = self.stopping.lock().unwrap().remove(&id(key));
+        if w.watch {
+            self.watched.lock().unwrap().insert(id(key), since.unwrap_or_default());
+        }
         if w.child_policy.is_some() {
             self.event(key, "ChildPolicyApplied");
         }
@@ -180,12 +198,59 @@ impl FinalizerStore for MemTable {
         self.event(key, "CancelRequested");
         Ok(CancelWrite::Requested)
     }
+
+    async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
+        self.wrote(key, "watch");
+        let mut runs = self.runs.lock().unwrap();
+        let Some(r) = runs.get_mut(&id(key)).filter(|r| r.status == "STOPPED") else { return Ok(false) };
+        if w.end_watch {
+            if r.unconfirmed_workers.len() != w.read_len {
+                return Ok(false);
+            }
+            r.unconfirmed_workers.clear();
+        } else {
+            for t in &w.confirmed {
+                if !w.found.contains_key(t) {
+                    r.unconfirmed_workers.remove(t);
+                }
+            }
+            for (t, c) in &w.found {
+                if !w.confirmed.contains(t) {
+                    r.unconfirmed_workers.insert(t.clone(), c.clone());
+                }
+            }
+        }
+        drop(runs);
+        if w.end_watch {
+            self.watched.lock().unwrap().remove(&id(key));
+        }
+        if !w.found.is_empty() {
+            self.event(key, "LateWorkersFound");
+        }
+        if !w.confirmed.is_empty() {
+            self.event(key, "WorkersConfirmed");
+        }
+        self.watch_writes.lock().unwrap().push((key.clone(), w.clone()));
+        Ok(true)
+    }
 }
 
 impl ReconcilerStore for MemTable {
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
         let stopping = self.stopping.lock().unwrap();
         Ok(stopping
+            .iter()
+            .map(|((arn, run), since)| StoppingRun {
+                workflow_arn: arn.clone(),
+                run_id: run.clone(),
+                since: since.clone(),
+            })
+            .collect())
+    }
+
+    async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        let watched = self.watched.lock().unwrap();
+        Ok(watched
             .iter()
             .map(|((arn, run), since)| StoppingRun {
                 workflow_arn: arn.clone(),
@@ -231,6 +296,18 @@ pub struct MemEcs {
     /// Calls that named a task under another cluster than the one it runs in
     /// (tasks named `<cluster>/<id>` carry their cluster; others are not checked).
     pub wrong_cluster: Mutex<Vec<String>>,
+    /// `ListTasks` lags `RunTask`: a task launched by [`MemEcs::launched_by`]
+    /// is listed only this long after its launch (tokio's clock).
+    pub list_lag: Duration,
+    /// When each task was launched by [`MemEcs::launched_by`].
+    pub launched_at: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Reads are eventually consistent: `DescribeTasks` answers `MISSING` and
+    /// `StopTask` "not found" for a task whose ARN ends with one of these
+    /// until this long after its launch (tokio's clock).
+    pub unknown_for: Duration,
+    pub young: Vec<&'static str>,
+    /// `ListTasks` fails (a 5xx) this many times first.
+    pub list_failures: AtomicUsize,
 }
 
 impl MemEcs {
@@ -243,6 +320,19 @@ impl MemEcs {
     pub fn launched_by(&self, task: &str, by: &str) {
         self.running(&[task]);
         self.started_by.lock().unwrap().insert(task.into(), by.into());
+        self.launched_at.lock().unwrap().insert(task.into(), tokio::time::Instant::now());
+    }
+
+    /// A task launched now and never told to stop by anyone (`RUNNING`).
+    pub fn launched_now(&self, task: &str) {
+        self.running(&[task]);
+        self.launched_at.lock().unwrap().insert(task.into(), tokio::time::Instant::now());
+    }
+
+    /// ECS's reads do not know `task` yet (see [`MemEcs::unknown_for`]).
+    fn not_yet_known(&self, task: &str) -> bool {
+        ends_with_any(task, &self.young)
+            && self.launched_at.lock().unwrap().get(task).is_none_or(|at| at.elapsed() < self.unknown_for)
     }
 
     pub fn stopping(&self, task: &str) {
@@ -253,11 +343,26 @@ impl MemEcs {
         self.tasks.lock().unwrap()[task].0.clone()
     }
 
-    fn check_cluster(&self, call: &str, cluster: &str, task: &str) {
-        if let Some((home, _)) = task.split_once('/') {
-            if home != cluster {
+    /// The cluster a task runs in, as ECS knows it: the one its ARN names
+    /// (`arn:aws:ecs:...:task/CLUSTER/ID`), or `CLUSTER` of a test name
+    /// `CLUSTER/ID`; others are not checked.
+    fn home(task: &str) -> Option<&str> {
+        if task.starts_with("arn:") {
+            return task_arn_cluster(task);
+        }
+        task.split_once('/').map(|(home, _)| home)
+    }
+
+    /// Whether `task` is addressed in its own cluster. ECS answers a task
+    /// asked about in another cluster as unknown (`MISSING`, "not found"),
+    /// and so does this fake; each such call is recorded.
+    fn check_cluster(&self, call: &str, cluster: &str, task: &str) -> bool {
+        match Self::home(task) {
+            Some(home) if home != cluster_name(cluster) => {
                 self.wrong_cluster.lock().unwrap().push(format!("{call} {task} in {cluster}"));
+                false
             }
+            _ => true,
         }
     }
 }
@@ -333,7 +438,7 @@ impl WorkerControl for MemEcs {
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<TaskStop, UpstreamError> {
         self.stop_calls.fetch_add(1, Ordering::SeqCst);
         self.calls.lock().unwrap().push((cluster.into(), task.into(), reason.into()));
-        self.check_cluster("StopTask", cluster, task);
+        let home = self.check_cluster("StopTask", cluster, task);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let admitted = self.account.as_ref().is_none_or(|a| a.admit(&a.stop));
@@ -350,7 +455,7 @@ impl WorkerControl for MemEcs {
         if ends_with_any(task, &self.fail) {
             return Err(UpstreamError::new("ecs", "StopTask", UpstreamKind::Fault, "injected"));
         }
-        if ends_with_any(task, &self.gone) {
+        if ends_with_any(task, &self.gone) || self.not_yet_known(task) || !home {
             return Ok(TaskStop::Gone);
         }
         let mut tasks = self.tasks.lock().unwrap();
@@ -372,9 +477,7 @@ impl WorkerFleet for MemEcs {
     async fn describe_tasks(&self, cluster: &str, tasks: &[String]) -> Result<Described, UpstreamError> {
         self.describe_calls.fetch_add(1, Ordering::SeqCst);
         self.describes.lock().unwrap().push((cluster.to_owned(), tasks.len()));
-        for t in tasks {
-            self.check_cluster("DescribeTasks", cluster, t);
-        }
+        let elsewhere: Vec<bool> = tasks.iter().map(|t| !self.check_cluster("DescribeTasks", cluster, t)).collect();
         if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
             return Err(throttling("DescribeTasks"));
         }
@@ -383,10 +486,12 @@ impl WorkerFleet for MemEcs {
             return Err(UpstreamError::new("ecs", "DescribeTasks", UpstreamKind::Throttled, "injected"));
         }
         assert!(tasks.len() <= 100, "DescribeTasks takes at most 100 tasks");
+        let young: Vec<bool> =
+            tasks.iter().zip(&elsewhere).map(|(t, elsewhere)| *elsewhere || self.not_yet_known(t)).collect();
         let mut all = self.tasks.lock().unwrap();
         let mut out = Described::default();
-        for t in tasks {
-            match all.get_mut(t) {
+        for (t, young) in tasks.iter().zip(young) {
+            match all.get_mut(t).filter(|_| !young) {
                 None => out.missing.push(t.clone()),
                 Some(state) => {
                     if state.1 == "STOPPED" && state.0 != "STOPPED" && !ends_with_any(t, &self.stuck) {
@@ -406,13 +511,21 @@ impl WorkerFleet for MemEcs {
         Ok(out)
     }
 
+    /// Both listings of the port: desired `RUNNING` and desired `STOPPED`
+    /// (every task ECS still knows), each task only once [`MemEcs::list_lag`]
+    /// has passed since its launch.
     async fn list_running(&self, _cluster: &str, started_by: &str) -> Result<Vec<String>, UpstreamError> {
         if self.account.as_ref().is_some_and(|a| !a.admit(&a.read)) {
             return Err(throttling("ListTasks"));
         }
+        if self.list_failures.load(Ordering::SeqCst) > 0 {
+            self.list_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(UpstreamError::new("ecs", "ListTasks", UpstreamKind::Fault, "injected"));
+        }
         let by = self.started_by.lock().unwrap();
-        let tasks = self.tasks.lock().unwrap();
-        Ok(by.iter().filter(|(t, b)| *b == started_by && tasks[*t].1 == "RUNNING").map(|(t, _)| t.clone()).collect())
+        let launched = self.launched_at.lock().unwrap();
+        let listed = |t: &String| launched.get(t).is_none_or(|at| at.elapsed() >= self.list_lag);
+        Ok(by.iter().filter(|(t, b)| *b == started_by && listed(t)).map(|(t, _)| t.clone()).collect())
     }
 }
 
@@ -438,11 +551,17 @@ impl FinalizerStore for &MemTable {
     async fn request_cancel(&self, key: &RunKey, by: &str, at: &str) -> Result<CancelWrite, StoreError> {
         (**self).request_cancel(key, by, at).await
     }
+    async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
+        (**self).update_watch(key, w).await
+    }
 }
 
 impl ReconcilerStore for &MemTable {
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
         (**self).stopping_runs().await
+    }
+    async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
+        (**self).watched_runs().await
     }
 }
 

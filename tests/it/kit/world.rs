@@ -246,6 +246,12 @@ pub fn test_finalizer_limits() -> FinalizerLimits {
         poll_max: Duration::from_millis(400),
         run_concurrency: 8,
         stop_concurrency: 8,
+        // Short, so moto tests stay quick: the product's defaults are 10 s
+        // and 5 s; no post-stop watch unless a test asks for one.
+        sweep_settle: Duration::from_secs(1),
+        missing_confirm: Duration::from_secs(1),
+        post_stop_sweep: Duration::ZERO,
+        ..FinalizerLimits::default()
     }
 }
 

@@ -390,3 +390,53 @@ async fn a_scheduler_write_between_the_read_and_the_fitted_write_is_never_lost()
     assert_eq!(names.len() + dropped, before + 2, "every event kept or counted: ours, the scheduler's, its drop");
     assert!(ddb.count("UpdateItem") >= 3, "plain, held (refused by the guard), fitted again: {:?}", ddb.log());
 }
+
+/// Issue 22 item 9 against moto: a run whose workers cannot be confirmed
+/// (every `DescribeTasks` fails) is written `STOPPED` at the stop deadline
+/// with them named, and stays in the index's watch partition, not among the
+/// `STOPPING` runs; the reconciler's follow-up, once ECS answers, stops and
+/// confirms them, records when, and takes the run out of the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_at_the_deadline_is_watched_until_the_reconciler_confirms_its_workers() {
+    use mwaa_stop::domain::{stopping_shard, timestamp, RunKey, WorkflowArn};
+    let world = World::new().await;
+    let ecs =
+        Proxy::with_rules(&world.moto.url, vec![Rule::new("DescribeTasks", When::Always, Action::ServerError)]).await;
+    let limits = mwaa_stop::finalize::FinalizerLimits { stop_deadline: Duration::ZERO, ..test_finalizer_limits() };
+    let finalizer = world.finalizer_via(&ecs.url, limits).await;
+    let arn = workflow_arn("etl");
+    let key = RunKey { workflow_arn: WorkflowArn::parse(&arn).unwrap(), run_id: "run-1".into() };
+    let workers = world.start_workers(2).await;
+    world.put_run(&arn, "run-1", "STOPPING", &workers).await;
+    let now = timestamp(time::OffsetDateTime::now_utc());
+    for (name, value) in [("StopRequestedAt", &now), ("StoppingSince", &now), ("StoppingShard", &stopping_shard(&key))]
+    {
+        world.set(&arn, "run-1", name, AttributeValue::S(value.clone())).await;
+    }
+
+    let out = finalizer.finalize_run(&key, None).await.unwrap();
+    assert!(matches!(out, mwaa_stop::finalize::RunOutcome::Stopped { unconfirmed: 2, .. }), "{out:?}");
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert_eq!(item["Status"].as_s().unwrap(), "STOPPED");
+    let unconfirmed = item["UnconfirmedWorkers"].as_m().unwrap();
+    assert_eq!(unconfirmed.len(), 2);
+    let message = item["ErrorMessage"].as_s().unwrap();
+    assert!(workers.iter().all(|w| message.contains(w.as_str())), "{message}");
+    assert_eq!(stopped_event(&item)["UnconfirmedCount"], AttributeValue::N("2".into()));
+    assert_eq!(item["StoppingShard"].as_s().unwrap(), &format!("watch-{}", stopping_shard(&key)));
+    assert!(finalizer.store().stopping_runs().await.unwrap().is_empty(), "not STOPPING");
+    let watched = finalizer.store().watched_runs().await.unwrap();
+    assert_eq!(watched.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), vec!["run-1"]);
+    assert_eq!(world.task_statuses(&workers).await, vec!["RUNNING"; 2], "not confirmed: still running");
+
+    ecs.clear_rules();
+    let report = finalizer.reconcile(Duration::from_secs(60), None).await.unwrap();
+    assert_eq!((report.watched, report.late_confirmed, report.watch_ended), (1, 2, 1), "{report:?}");
+    assert_eq!(world.task_statuses(&workers).await, vec!["STOPPED"; 2]);
+    let item = world.get_item(&arn, "run-1").await.unwrap();
+    assert!(!item.contains_key("UnconfirmedWorkers"));
+    assert!(!item.contains_key("StoppingShard") && !item.contains_key("StoppingSince"), "out of the index");
+    let confirmed = history(&item).into_iter().find(|e| e["Event"].as_s().unwrap() == "WorkersConfirmed").unwrap();
+    assert_eq!(confirmed["Count"], AttributeValue::N("2".into()));
+    assert!(finalizer.store().watched_runs().await.unwrap().is_empty());
+}

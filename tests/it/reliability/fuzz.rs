@@ -509,6 +509,9 @@ fn limits() -> FinalizerLimits {
         poll_max: Duration::from_millis(20),
         run_concurrency: 4,
         stop_concurrency: 4,
+        missing_confirm: Duration::from_millis(20),
+        sweep_settle: Duration::ZERO,
+        ..FinalizerLimits::default()
     }
 }
 

@@ -282,6 +282,11 @@ class Stack:
                 "RUST_LOG=info",
                 "FINALIZER_POLL_MS=100",
                 "FINALIZER_WAIT_MS=60000",
+                # moto's ListTasks and DescribeTasks are consistent at once: a
+                # short settle keeps the stream the fast path ahead of the
+                # local reconciler's 5 s threshold (deployed: 10 s and 5 s).
+                "SWEEP_SETTLE_SECONDS=1",
+                "MISSING_CONFIRM_SECONDS=1",
                 f"RECONCILE_AFTER_MS={settings.reconcile_after_ms}",
                 "METRICS_STACK=local",
             ]
