@@ -162,6 +162,56 @@ impl ReconcilerConfig {
     }
 }
 
+/// Configuration of the run-events function: the bus and the source of its
+/// events.
+#[derive(Debug, Clone)]
+pub struct RunEventsConfig {
+    /// `EVENT_BUS_NAME`: a bus name or ARN (default: the account's `default`).
+    pub bus: String,
+    /// `EVENT_SOURCE` (default `mwaa-stop`). EventBridge refuses custom
+    /// events whose source starts with `aws.`, so that is refused here, at
+    /// the start, rather than as a failed entry of every `PutEvents`.
+    pub source: String,
+    pub sdk: SdkSettings,
+}
+
+impl RunEventsConfig {
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<RunEventsConfig, ConfigError> {
+        let env = Env(vars);
+        let text = |var: &'static str, default: &str| {
+            vars.get(var).map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned())
+        };
+        let bus = text("EVENT_BUS_NAME", "default");
+        if bus.is_empty() || bus.len() > 1600 {
+            return Err(ConfigError {
+                var: "EVENT_BUS_NAME",
+                value: bus,
+                why: "a bus name or ARN has 1 to 1,600 characters",
+            });
+        }
+        let source = text("EVENT_SOURCE", "mwaa-stop");
+        if source.is_empty() || source.len() > 256 || source.chars().any(|c| !c.is_ascii_graphic()) {
+            return Err(ConfigError {
+                var: "EVENT_SOURCE",
+                value: source,
+                why: "an event source has 1 to 256 printable characters",
+            });
+        }
+        if source.to_ascii_lowercase().starts_with("aws.") {
+            return Err(ConfigError {
+                var: "EVENT_SOURCE",
+                value: source,
+                why: "EventBridge refuses custom events whose source starts with aws.",
+            });
+        }
+        Ok(RunEventsConfig { bus, source, sdk: sdk_settings(&env)? })
+    }
+
+    pub fn from_env() -> Result<RunEventsConfig, ConfigError> {
+        RunEventsConfig::from_map(&std::env::vars().collect())
+    }
+}
+
 /// The `Stack` dimension of the function's metrics (`METRICS_STACK`; the
 /// template sets the stack name), `local` when unset.
 pub fn metrics_stack() -> String {
@@ -296,5 +346,20 @@ mod tests {
         assert!(err.to_string().contains("STOP_BUDGET_MS"));
         let c = ApiConfig::from_map(&vars(&[("STOP_CONCURRENCY", "7"), ("STOP_BUDGET_MS", "2500")])).unwrap();
         assert_eq!(c.fan_out, FanOutLimits { concurrency: 7, budget: Duration::from_millis(2500) });
+    }
+
+    #[test]
+    fn run_events_go_to_the_default_bus_from_mwaa_stop_and_never_from_an_aws_source() {
+        let c = RunEventsConfig::from_map(&HashMap::new()).unwrap();
+        assert_eq!((c.bus.as_str(), c.source.as_str()), ("default", "mwaa-stop"));
+        let c = RunEventsConfig::from_map(&vars(&[("EVENT_BUS_NAME", "ops"), ("EVENT_SOURCE", "acme.stops")])).unwrap();
+        assert_eq!((c.bus.as_str(), c.source.as_str()), ("ops", "acme.stops"));
+        // EventBridge refuses custom events from `aws.` sources (moto does
+        // not check): refused at the start, naming the variable.
+        for bad in ["aws.airflow-serverless", "AWS.x", "", "has space", &"x".repeat(257)] {
+            let err = RunEventsConfig::from_map(&vars(&[("EVENT_SOURCE", bad)])).unwrap_err();
+            assert_eq!(err.var, "EVENT_SOURCE", "{bad}");
+        }
+        assert_eq!(RunEventsConfig::from_map(&vars(&[("EVENT_BUS_NAME", "")])).unwrap_err().var, "EVENT_BUS_NAME");
     }
 }

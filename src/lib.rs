@@ -24,4 +24,5 @@ pub mod metrics;
 pub mod pacing;
 pub mod ports;
 mod protocol;
+pub mod run_events;
 pub mod stop;

@@ -380,3 +380,25 @@ pub trait WorkerFleet: WorkerControl {
         started_by: &str,
     ) -> impl Future<Output = Result<Vec<String>, UpstreamError>> + Send;
 }
+
+// ---------------------------------------------------------------------------
+// The event bus (EventBridge)
+// ---------------------------------------------------------------------------
+
+/// One run event for the bus: a `PutEvents` entry without the bus and the
+/// source, which the adapter holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEvent {
+    pub detail_type: &'static str,
+    pub resources: Vec<String>,
+    /// The detail, a JSON object.
+    pub detail: String,
+}
+
+/// What the run-events function needs from EventBridge.
+pub trait EventPublisher: Send + Sync {
+    /// Publish `events`, in order; per event `None` when the bus took it, or
+    /// why it did not (the event may be sent again). An `Err` is a call that
+    /// failed as a whole: none of them is known to be published.
+    fn publish(&self, events: &[BusEvent]) -> impl Future<Output = Result<Vec<Option<String>>, UpstreamError>> + Send;
+}

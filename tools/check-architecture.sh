@@ -41,9 +41,10 @@ declare -A allowed=(
   [stop]="domain ports error metrics"
   [finalize]="domain ports stop metrics"
   [aws]="domain ports"
-  [lambda]="domain ports error protocol stop finalize metrics"
+  [run_events]="domain ports"
+  [lambda]="domain ports error protocol stop finalize metrics run_events"
   [config]="aws finalize lambda pacing stop"
-  [lib]="aws config error finalize lambda metrics domain pacing ports protocol stop"
+  [lib]="aws config error finalize lambda metrics domain pacing ports protocol run_events stop"
 )
 for file in $(find src -name '*.rs' -not -path 'src/bin/*' | sort); do
   rel=${file#src/}

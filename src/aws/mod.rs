@@ -5,6 +5,7 @@
 mod dynamo;
 mod ecs;
 mod ecs_direct;
+mod eventbridge;
 mod item;
 mod upstream;
 
@@ -17,6 +18,7 @@ use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
 pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
+pub use eventbridge::EventBridgePublisher;
 
 /// Retry and timeout settings of the SDK clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,5 +6,6 @@
 
 pub mod context;
 pub mod http;
+pub mod run_events;
 pub mod schedule;
 pub mod stream;

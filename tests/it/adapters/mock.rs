@@ -821,3 +821,53 @@ async fn the_sdk_never_retries_a_throttled_ecs_call() {
     assert!(again.is_ok(), "{again:?}");
     assert_eq!(rule.num_calls(), 2, "the SDK alone would have resent the throttled call");
 }
+
+/// Run events: one `PutEvents` per 10 events, each on the configured bus and
+/// source; an entry the bus refuses (`FailedEntryCount`, an `ErrorCode` on
+/// the entry) is reported as not published (so its record is delivered
+/// again), the others as published.
+#[tokio::test]
+async fn put_events_sends_ten_a_call_and_reports_each_refused_entry() {
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    use mwaa_stop::aws::EventBridgePublisher;
+    use mwaa_stop::ports::{BusEvent, EventPublisher};
+    let rule = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(|r| {
+            let entries = r.entries();
+            !entries.is_empty()
+                && entries.len() <= 10
+                && entries.iter().all(|e| {
+                    e.event_bus_name() == Some("ops")
+                        && e.source() == Some("acme.stops")
+                        && e.detail_type() == Some("MWAA Serverless Workflow Run Stopped")
+                        && e.resources() == [ARN.to_owned()]
+                })
+        })
+        .then_output(|| {
+            // Of each call, the 2nd entry is refused.
+            let ok = PutEventsResultEntry::builder().event_id("e").build();
+            let refused =
+                PutEventsResultEntry::builder().error_code("ThrottlingException").error_message("slow down").build();
+            let mut entries = vec![ok.clone(), refused];
+            entries.extend(std::iter::repeat_n(ok, 8));
+            PutEventsOutput::builder().failed_entry_count(1).set_entries(Some(entries)).build()
+        });
+    let last = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| {
+        let ok = PutEventsResultEntry::builder().event_id("e").build();
+        PutEventsOutput::builder().failed_entry_count(0).set_entries(Some(vec![ok; 2])).build()
+    });
+    let client = mock_client!(aws_sdk_eventbridge, aws_smithy_mocks::RuleMode::Sequential, [&rule, &last], |c| c
+        .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled()));
+    let publisher = EventBridgePublisher::new(client, "ops", "acme.stops");
+    let event = BusEvent {
+        detail_type: "MWAA Serverless Workflow Run Stopped",
+        resources: vec![ARN.to_owned()],
+        detail: "{}".into(),
+    };
+    let results = publisher.publish(&vec![event; 12]).await.unwrap();
+    assert_eq!((rule.num_calls(), last.num_calls()), (1, 1), "12 events: a call of 10, a call of 2");
+    let refused: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
+    assert_eq!(refused, vec![1], "exactly the refused entry: {results:?}");
+    assert!(results[1].as_deref().unwrap().contains("ThrottlingException"));
+}

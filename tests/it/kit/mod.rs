@@ -29,7 +29,7 @@ pub mod world;
 pub use events::*;
 pub use moto::*;
 pub use process::*;
-pub use stream::{copy, deliver, StreamTail};
+pub use stream::{copy, deliver, deliver_to, StreamTail};
 pub use venv::*;
 pub use world::*;
 

@@ -120,6 +120,22 @@ pub async fn deliver<S: FinalizerStore, W: WorkerFleet>(
     finalizer: &Finalizer<S, W>,
     max_retries: usize,
 ) -> Delivery {
+    deliver_to(streams, tail, max_retries, |event| handle_batch(finalizer, event, None)).await
+}
+
+/// The same delivery loop, to any stream consumer (the finalizer, the
+/// run-events publisher): `handler` gets each batch, and its partial batch
+/// response decides what is delivered again.
+pub async fn deliver_to<F, Fut>(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    tail: &mut StreamTail,
+    max_retries: usize,
+    mut handler: F,
+) -> Delivery
+where
+    F: FnMut(Event) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::streams::DynamoDbEventResponse>,
+{
     let mut delivery = Delivery::default();
     for _ in 0..20 {
         let (event, n) = tail.next_event(streams).await;
@@ -130,7 +146,7 @@ pub async fn deliver<S: FinalizerStore, W: WorkerFleet>(
         let mut pending = event;
         let mut attempt = 0;
         loop {
-            let resp = handle_batch(finalizer, copy(&pending), None).await;
+            let resp = handler(copy(&pending)).await;
             let failed: Vec<String> =
                 resp.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect();
             if failed.is_empty() {

@@ -1,4 +1,5 @@
 mod api;
+mod events;
 mod finalizer;
 mod hostile;
 mod safety_net;
