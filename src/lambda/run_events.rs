@@ -13,8 +13,10 @@
 //! `transitionId`).
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use serde_dynamo::AttributeValue;
+
+use super::stream::batch_response;
 
 use crate::domain::RunStatus;
 use crate::metrics::{self, Unit};
@@ -122,11 +124,5 @@ pub async fn handle_batch<P: EventPublisher>(publisher: &P, event: Event) -> Dyn
         ],
         &[],
     );
-    let mut response = DynamoDbEventResponse::default();
-    for seq in failures {
-        let mut f = DynamoDbBatchItemFailure::default();
-        f.item_identifier = Some(seq);
-        response.batch_item_failures.push(f);
-    }
-    response
+    batch_response(failures)
 }

@@ -116,6 +116,12 @@ pub async fn handle_batch<S: FinalizerStore, W: WorkerFleet>(
             failures.push(seq);
         }
     }
+    batch_response(failures)
+}
+
+/// The partial batch response reporting `failures` (sequence numbers): the
+/// stream delivers again from the first of them.
+pub(crate) fn batch_response(failures: Vec<String>) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for seq in failures {
         let mut f = DynamoDbBatchItemFailure::default();
