@@ -82,7 +82,9 @@ FUNCTIONS = {
     "RunApiFunction": {"binary": "run-api", "role": "RunApiRole", "log_group": "RunApiLogGroup"},
     "StopFinalizerFunction": {"binary": "stop-finalizer", "role": "StopFinalizerRole", "log_group": "StopFinalizerLogGroup"},
     "StopReconcilerFunction": {"binary": "stop-reconciler", "role": "ReconcilerRole", "log_group": "StopReconcilerLogGroup"},
+    "RunEventsFunction": {"binary": "run-events", "role": "RunEventsRole", "log_group": "RunEventsLogGroup"},
 }
+RUN_EVENTS = "RunEventsFunction"
 RECONCILER = "StopReconcilerFunction"
 
 # The sparse index of STOPPING runs (the contract with src/aws/dynamo.rs):
@@ -96,7 +98,7 @@ STOPPING_INDEX_ARN = {"Fn::Sub": "${RunsTable.Arn}/index/" + STOPPING_INDEX}
 METRICS_NAMESPACE = "MwaaServerlessStop"
 METRICS = ("StopsAccepted", "StopsNoOp", "StopsRefused", "WorkersStopped", "OrphansStopped", "StopToStoppedSeconds",
            "FinalizerPendingRetries", "ReconcilerFinds", "OldestStoppingAgeSeconds", "ReconcilerUnreadableEntries",
-           "StoppedWithUnconfirmedWorkers", "LateWorkersFound")
+           "StoppedWithUnconfirmedWorkers", "LateWorkersFound", "RunEventsPublished", "RunEventsFailed", "RunEventsSkipped")
 # Metrics emitted only when something that should never happen does; each has
 # an alarm (Sum > 0 over at most the period here, missing data not breaching).
 EVENT_ALARMS = {"ReconcilerUnreadableEntries": 300, "StoppedWithUnconfirmedWorkers": 60, "LateWorkersFound": 60}
@@ -154,6 +156,20 @@ ALLOWED: dict[str, list[tuple[set[str], Any, Any]]] = {
         ({"logs:CreateLogStream", "logs:PutLogEvents"}, getatt("StopFinalizerLogGroup", "Arn"), None),
         XRAY,
     ],
+    # The stream and its own failure queue; PutEvents on the one bus only.
+    "RunEventsRole": [
+        (
+            {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"},
+            getatt("RunsTable", "StreamArn"),
+            None,
+        ),
+        ({"dynamodb:ListStreams"}, sub("${RunsTable.Arn}/stream/*"), None),
+        ({"events:PutEvents"}, sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"),
+         None),
+        ({"sqs:SendMessage"}, getatt("RunEventsFailureQueue", "Arn"), None),
+        ({"logs:CreateLogStream", "logs:PutLogEvents"}, getatt("RunEventsLogGroup", "Arn"), None),
+        XRAY,
+    ],
     # The finalizer's table and ECS grants, without its stream and queue
     # grants, plus Query on the sparse index alone.
     "ReconcilerRole": [
@@ -193,6 +209,8 @@ ENV_ALLOWED = {
                        LOCAL_ENDPOINT_VAR, LOCAL_AUTH_VAR},
     "StopFinalizerFunction": _FINALIZER_ENV | {LOCAL_ENDPOINT_VAR},
     RECONCILER: _FINALIZER_ENV | {"STOPPING_INDEX", "RECONCILE_AFTER_MS", LOCAL_ENDPOINT_VAR},
+    RUN_EVENTS: {"METRICS_STACK", "EVENT_BUS_NAME", "EVENT_SOURCE", "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS",
+                 "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS", LOCAL_ENDPOINT_VAR},
 }
 # The variables whose value is not a literal whole number, and what it must be.
 ENV_EXPRESSIONS = {
@@ -202,6 +220,8 @@ ENV_EXPRESSIONS = {
     # Whole seconds -> milliseconds by appending three zeros.
     "RECONCILE_AFTER_MS": {"Fn::Sub": "${ReconcileAfterSeconds}000"},
     "STOP_DEADLINE_SECONDS": {"Ref": "StopDeadlineSeconds"},
+    "EVENT_BUS_NAME": {"Ref": "EventBusName"},
+    "EVENT_SOURCE": {"Ref": "EventSource"},
     **LOCAL_SWITCH_ENV,
 }
 # The finalizer's settings the reconciler shares (same values); its own
@@ -524,7 +544,8 @@ def test_environment_is_known_and_deadlines_fit_the_timeouts(t: dict) -> None:
     require(set(ENV_ALLOWED) == set(FUNCTIONS), "ENV_ALLOWED must name every function")
     for fn, allowed in ENV_ALLOWED.items():
         env = effective_env(t, fn)
-        require(env.get("RUNS_TABLE") == {"Ref": "RunsTable"}, f"{fn}: RUNS_TABLE must be !Ref RunsTable")
+        if fn != RUN_EVENTS:  # the only function that never touches the table
+            require(env.get("RUNS_TABLE") == {"Ref": "RunsTable"}, f"{fn}: RUNS_TABLE must be !Ref RunsTable")
         extra = set(env) - allowed
         require(not extra, f"{fn}: unexpected environment {sorted(extra)}")
         for k, v in env.items():
@@ -760,6 +781,46 @@ def test_stream_mapping(t: dict) -> None:
     require(dest == getatt("FinalizerFailureQueue", "Arn"), f"OnFailure destination {dest}")
     q = props(t, "FinalizerFailureQueue")
     require(q.get("KmsMasterKeyId") or q.get("SqsManagedSseEnabled") is True, "the failure queue must be encrypted")
+
+
+def test_run_events(t: dict) -> None:
+    """Run events (docs/events.md): a second consumer of the table's stream,
+    unfiltered (every transition, whoever wrote it), batch item failures,
+    bisect on error, finite retries and record age, an encrypted SQS OnFailure
+    queue with its own alarm; EventSource can never start with "aws." (which
+    EventBridge refuses for custom events; moto does not check); the bus and
+    the source reach the function from the parameters."""
+    events = props(t, RUN_EVENTS).get("Events", {})
+    require(len(events) == 1, "run-events has exactly one trigger")
+    (ev,) = events.values()
+    p = ev.get("Properties", {})
+    require(ev.get("Type") == "DynamoDB" and p.get("Stream") == getatt("RunsTable", "StreamArn"), "the run table's stream")
+    require(not p.get("FilterCriteria"), "no filter: every transition, whoever wrote it")
+    require(p.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "FunctionResponseTypes [ReportBatchItemFailures]")
+    require(p.get("BisectBatchOnFunctionError") is True, "BisectBatchOnFunctionError: true expected")
+    lo, hi = param_bounds(t, p.get("MaximumRetryAttempts", -1))
+    require(0 <= lo and hi <= 100, f"MaximumRetryAttempts must be finite (0..100), can be {lo}..{hi}")
+    lo, hi = param_bounds(t, p.get("MaximumRecordAgeInSeconds", -1))
+    require(60 <= lo and hi <= 86_400, f"MaximumRecordAgeInSeconds must be finite, can be {lo}..{hi}")
+    dest = ((p.get("DestinationConfig") or {}).get("OnFailure") or {})
+    require(dest.get("Type") == "SQS" and dest.get("Destination") == getatt("RunEventsFailureQueue", "Arn"),
+            f"OnFailure destination {dest}")
+    q = props(t, "RunEventsFailureQueue")
+    require(q.get("KmsMasterKeyId") or q.get("SqsManagedSseEnabled") is True, "the failure queue must be encrypted")
+    alarms = [a.get("Properties", {}) for a in resources(t, "AWS::CloudWatch::Alarm").values()]
+    require(any(a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                and {"Name": "QueueName", "Value": getatt("RunEventsFailureQueue", "QueueName")} in (a.get("Dimensions") or [])
+                for a in alarms), "alarm on messages in the run-events failure queue")
+    require(any(a.get("Namespace") == METRICS_NAMESPACE and a.get("MetricName") == "RunEventsFailed" for a in alarms),
+            "alarm on run events the bus refused")
+    source = t["Parameters"]["EventSource"]
+    require(source.get("Default") == "mwaa-stop", "EventSource defaults to mwaa-stop")
+    pattern = re.compile(source["AllowedPattern"])
+    for ok in ("mwaa-stop", "acme.platform.stops", "awsome"):
+        require(pattern.fullmatch(ok) is not None, f"EventSource refuses {ok!r}")
+    for bad in ("aws.airflow-serverless", "AWS.x", "Aws.x", "", "has space", "x" * 257):
+        require(pattern.fullmatch(bad) is None, f"EventSource accepts {bad!r}")
+    require(t["Parameters"]["EventBusName"].get("Default") == "default", "EventBusName defaults to the default bus")
 
 
 def test_http_api(t: dict) -> None:
