@@ -30,7 +30,7 @@ WORKERS ?= 3
 CHILDREN ?= 0
 CHILD_POLICY ?= TERMINATE
 
-.PHONY: test venv lint unit integration pytest local demo seed bench clean-venv sam-local
+.PHONY: test venv lint unit integration pytest local demo seed events bench clean-venv sam-local
 
 test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
@@ -63,6 +63,12 @@ local: venv
 # The guided tour: start, stop a run with the AWS CLI, watch it reach STOPPED, shut down.
 demo: venv
 	@$(LOCAL_ENV) $(VENV)/bin/python -m localdev demo --aws-port $(LOCAL_AWS_PORT) --api-port $(LOCAL_API_PORT)
+
+# Print the run events of a running `make local` as they arrive (moto's
+# EventBridge default bus, through the queue a rule on it feeds; Ctrl-C stops).
+events:
+	@[ -x $(VENV)/bin/python ] || { echo "make: run 'make local' first." >&2; exit 1; }
+	@$(VENV)/bin/python -m localdev events --aws-port $(LOCAL_AWS_PORT)
 
 # Seed another run into a running `make local`. The values are checked
 # (whole numbers, limits, the policy) before anything is touched.

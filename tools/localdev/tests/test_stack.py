@@ -36,6 +36,7 @@ with open(record + ".args", "w") as f:
     json.dump(args, f)
 ANSWERS = {{
     "stop-finalizer": {{"batchItemFailures": []}},
+    "run-events": {{"batchItemFailures": []}},
     "stop-reconciler": {{"found": 0, "stopped": 0, "pending": 0, "failed": 0, "oldest_stopping_age_seconds": 0}},
 }}
 
@@ -112,7 +113,7 @@ def test_with_the_stream_mapping_off_only_the_reconciler_runs_at_its_period(tmp_
     try:
         assert "- stream mapping: off (LOCAL_STREAM_MAPPING=off): runs are finalized by the reconciler alone" in out
         assert "- reconciler: stop-reconciler every 0.4 s, finalizing runs STOPPING longer than 2000 ms" in out
-        assert "under cargo lambda watch" in out and "- all three functions built and warm" in out
+        assert "under cargo lambda watch" in out and "- all four functions built and warm" in out
         assert stack.mapper is None and stack.mapper_thread is None
 
         # The functions' environment, as `cargo lambda watch` got it.
@@ -164,6 +165,8 @@ def test_by_default_the_stream_mapping_runs_beside_the_reconciler(tmp_path, caps
     stack, out = started_stack(tmp_path, capsys)
     try:
         assert "- stream mapping: run table stream → stop-finalizer" in out
+        assert "- stream mapping: run table stream → run-events (every record)" in out
+        assert stack.events_mapper_thread is not None and stack.events_mapper_thread.is_alive()
         assert "- reconciler: stop-reconciler every 10 s, finalizing runs STOPPING longer than 5000 ms" in out
         assert stack.mapper_thread is not None and stack.mapper_thread.is_alive()
         args = json.loads(Path(str(fake_watch) + ".args").read_text())
@@ -175,3 +178,4 @@ def test_by_default_the_stream_mapping_runs_beside_the_reconciler(tmp_path, caps
     finally:
         stack.stop()
     assert not stack.mapper_thread.is_alive() and not stack.reconciler_thread.is_alive()
+    assert not stack.events_mapper_thread.is_alive()

@@ -1,6 +1,6 @@
 """The whole service on this machine: `make local`, `make demo`, `make seed`.
 
-    up     moto (DynamoDB, DynamoDB Streams, ECS) + the three functions under
+    up     moto (DynamoDB, DynamoDB Streams, ECS, EventBridge, SQS) + the four functions under
            `cargo lambda watch` + the local stream mapping (unless
            LOCAL_STREAM_MAPPING=off) + the reconciler every
            LOCAL_RECONCILE_PERIOD seconds; seeds a demo run, prints READY and
@@ -8,6 +8,8 @@
     demo   the guided tour: up, stop a seeded run with the real AWS CLI, watch
            it reach STOPPED, show the workers and the run's history, shut down.
     seed   add a run (workers, child runs, child policy) to a running stack.
+    events print the run events of a running stack as they arrive (EventBridge's
+           default bus in moto, through the queue a rule on it feeds).
     sam-up `make sam-local`: as `up`, with run-api behind `sam local start-api`
            and the finalizer and the reconciler behind `sam local start-lambda`
            (localdev.sam; needs Docker, the SAM build and the image).
@@ -22,10 +24,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 from localdev.common import ROOT, StackError, say
 from localdev.demo import cmd_demo
+from localdev.events import tail as tail_events
 from localdev.sam import SamStack
 from localdev.seed import check_seed_args, cli_commands, seed_run
 from localdev.supervisor import Interrupted, Stack, install_stop_signals
@@ -91,6 +95,15 @@ def cmd_seed(args) -> int:
     return 0
 
 
+def cmd_events(args) -> int:
+    stopping = threading.Event()
+    install_stop_signals(stopping)
+    try:
+        return tail_events(f"http://127.0.0.1:{args.aws_port}", stopping)
+    except Interrupted:
+        return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m localdev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -121,9 +134,11 @@ def main() -> int:
     seed.add_argument("--workers", default="3")
     seed.add_argument("--children", default="0")
     seed.add_argument("--child-policy", default=None)
+    events = sub.add_parser("events", help="print the run events of a running stack as they arrive")
+    ports(events)
     args = p.parse_args()
     try:
-        return {"up": cmd_up, "sam-up": cmd_up, "demo": cmd_demo, "seed": cmd_seed}[args.cmd](args)
+        return {"up": cmd_up, "sam-up": cmd_up, "demo": cmd_demo, "seed": cmd_seed, "events": cmd_events}[args.cmd](args)
     except Interrupted:
         # Only reached when the signal came while a failure was being reported;
         # the command's own cleanup has run.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .aws import aws_env, clients
 from .common import BIN, CLUSTER, TABLE, StackError, say
+from .events import line as event_line, wait_for as wait_for_events
 from .seed import seed_run
 from .supervisor import Interrupted, Stack, install_stop_signals
 
@@ -93,7 +94,13 @@ def cmd_demo(args) -> int:
             extra = ", ".join(f"{k}={list(m[k].values())[0]}" for k in event_detail_keys(m))
             say(f"   {m['At']['S']}  {m['Event']['S']:<14} {extra}")
 
-        ok = state == "STOPPED" and all(after[t] == "STOPPED" for t in tasks)
+        say("\n== The stop's run events on EventBridge (moto's default bus, via the queue `make events` tails)")
+        events = wait_for_events(stack.aws_url, run_id, {"STOPPING", "STOPPED"}, timeout=30)
+        for e in events:
+            say(f"   {event_line(e)}")
+        published = {(e.get("detail") or {}).get("status") for e in events}
+
+        ok = state == "STOPPED" and all(after[t] == "STOPPED" for t in tasks) and {"STOPPING", "STOPPED"} <= published
         at = {ev["M"]["Event"]["S"]: ev["M"]["At"]["S"] for ev in item.get("History", {}).get("L", [])}
         if "StopRequested" in at and "Stopped" in at:
             parse = lambda v: datetime.datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
@@ -103,9 +110,9 @@ def cmd_demo(args) -> int:
             say(f"\n== Stop request to STOPPED: not reached; gave up after {elapsed:.2f} s")
         say(f"   function logs: {Path(args.log_dir) / 'functions.log'}")
         if not ok:
-            say(f"FAILED: run state {state}, workers {sorted(set(after.values()))}")
+            say(f"FAILED: run state {state}, workers {sorted(set(after.values()))}, run events {sorted(filter(None, published))}")
             return 1
-        say("OK: the run is STOPPED and every worker task is STOPPED")
+        say("OK: the run is STOPPED, every worker task is STOPPED, and its Stopping and Stopped events were published")
         return 0
     except Interrupted:
         say("\n== Interrupted")

@@ -243,6 +243,8 @@ class SamStack(Stack):
         self.api_url = self.base_url
         self.invoke_url = f"http://127.0.0.1:{lambda_port}"
         self.finalizer_name, self.reconciler_name = FUNCTION_IDS["stop-finalizer"], FUNCTION_IDS[RECONCILER]
+        # run-events is not run in SAM's containers (make local runs it).
+        self.events_name = None
         self.functions_logs = "sam-start-api.log, sam-start-lambda.log"
         self.forwarder: Forwarder | None = None
         self.containers_checked = False

@@ -24,6 +24,7 @@ from . import cfn_template
 from .stream_mapper import BatchDeliverer, StreamMapper, http_invoker, template_filter
 
 from .aws import clients, create_resources, workflow_arn
+from .events import BUS, QUEUE, SOURCE, create_queue_and_rule
 from .common import BIN, REGION, ROOT, TABLE, TARGET, StackError, say
 from .reconciler import FUNCTION as RECONCILER, ReconcilerLoop
 from .settings import STREAM_MAPPING_VAR, LocalSettings
@@ -161,6 +162,10 @@ class Stack:
         # functions (the Lambda Invoke API), and under which names.
         self.invoke_url = self.base_url
         self.finalizer_name, self.reconciler_name = "stop-finalizer", RECONCILER
+        # The template's second stream consumer (docs/events.md); None: not run.
+        self.events_name: str | None = "run-events"
+        self.events_mapper: StreamMapper | None = None
+        self.events_mapper_thread: threading.Thread | None = None
         self.functions_logs = "functions.log"
         self.procs: list[subprocess.Popen] = []
         self.mapper: StreamMapper | None = None
@@ -236,6 +241,8 @@ class Stack:
             json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}}).encode(),
         )
         self.ddb, self.ecs = create_resources(self.aws_url, table_schema)
+        self.events_queue = create_queue_and_rule(self.aws_url)
+        say(f"- run events: moto's {BUS} bus, a rule ({SOURCE}) feeding the queue {QUEUE} (make events tails it)")
 
         self._start_functions(settings, indexes)
 
@@ -249,8 +256,19 @@ class Stack:
             self.mapper_thread = threading.Thread(target=self.mapper.run, name="stream-mapper", daemon=True)
             self.mapper_thread.start()
             say(f"- stream mapping: run table stream → {self.finalizer_name} (filter Status = STOPPING, 4 polls a second)")
-        else:
-            say(f"- stream mapping: off ({STREAM_MAPPING_VAR}=off): runs are finalized by the reconciler alone")
+        if settings.stream_mapping and self.events_name:
+            # The template's second mapping: every record, to run-events.
+            _, streams, _ = clients(self.aws_url)
+            stream_arn = self.ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+            self.events_mapper = StreamMapper(
+                streams, stream_arn, BatchDeliverer(http_invoker(self.invoke_url, self.events_name)), None
+            )
+            self.events_mapper_thread = threading.Thread(target=self.events_mapper.run, name="events-mapper", daemon=True)
+            self.events_mapper_thread.start()
+            say(f"- stream mapping: run table stream → {self.events_name} (every record)")
+        if not settings.stream_mapping:
+            say(f"- stream mapping: off ({STREAM_MAPPING_VAR}=off): runs are finalized by the reconciler alone, "
+                "and no run events are published")
 
         # The template's schedule, locally: a pass every period, one at a time.
         self._log_to("reconciler", "reconciler.log")
@@ -263,9 +281,9 @@ class Stack:
         )
 
     def _start_functions(self, settings: LocalSettings, indexes: list[str]) -> None:
-        """The three functions under `cargo lambda watch`, built and warm."""
+        """The four functions under `cargo lambda watch`, built and warm."""
         say(
-            f"- starting the three functions (run-api, stop-finalizer, {RECONCILER}) under cargo lambda watch "
+            f"- starting the four functions (run-api, stop-finalizer, {RECONCILER}, run-events) under cargo lambda watch "
             f"on {self.base_url} (the first build takes a few minutes)"
         )
         env = dict(os.environ)
@@ -288,6 +306,8 @@ class Stack:
                 "SWEEP_SETTLE_SECONDS=1",
                 "MISSING_CONFIRM_SECONDS=1",
                 f"RECONCILE_AFTER_MS={settings.reconcile_after_ms}",
+                f"EVENT_BUS_NAME={BUS}",
+                f"EVENT_SOURCE={SOURCE}",
                 "METRICS_STACK=local",
             ]
             + ([f"STOPPING_INDEX={indexes[0]}"] if indexes else [])
@@ -321,12 +341,15 @@ class Stack:
         )
         invoke = http_invoker(self.invoke_url, self.finalizer_name, timeout=1200)
         self._wait(lambda: invoke({"Records": []}).get("batchItemFailures") == [], timeout, *functions)
+        if self.events_name:
+            publish = http_invoker(self.invoke_url, self.events_name, timeout=1200)
+            self._wait(lambda: publish({"Records": []}).get("batchItemFailures") == [], timeout, *functions)
         reconcile = http_invoker(self.invoke_url, self.reconciler_name, timeout=1200)
         warm: list[dict] = []
         self._wait(lambda: warm.append(reconcile({})) or True, timeout, *functions)
         if "found" not in warm[-1]:
             raise StackError(f"{RECONCILER}'s first pass answered {json.dumps(warm[-1])[:300]}; see {self.log_dir / functions[2]}.")
-        say("- all three functions built and warm")
+        say("- all four functions built and warm")
 
     def _wait(self, ready, timeout: float, proc: subprocess.Popen, what: str, log_name: str) -> None:
         deadline = time.monotonic() + timeout
@@ -348,10 +371,14 @@ class Stack:
             say(announce)
         if self.mapper:
             self.mapper.stop()
+        if self.events_mapper:
+            self.events_mapper.stop()
         if self.reconciler:
             self.reconciler.stop()
         if self.mapper_thread:
             self.mapper_thread.join(timeout=5)
+        if self.events_mapper_thread:
+            self.events_mapper_thread.join(timeout=5)
         # A pass in flight ends when `cargo lambda watch` goes, below.
         if self.reconciler_thread:
             self.reconciler_thread.join(timeout=1)
