@@ -1,11 +1,13 @@
 //! The AWS SDK edge: the only folder that names `aws_sdk_*` (and
-//! `aws_config`). The adapters implement the [`crate::ports`] with the SDK;
+//! `aws_config`). The adapters implement the [`crate::ports`] with the SDK
+//! (and `ssm.rs` reads the policy set's text for `crate::authz`);
 //! [`SdkSettings`] is how every client here retries and times out.
 
 mod dynamo;
 mod ecs;
 mod ecs_direct;
 mod item;
+mod ssm;
 mod upstream;
 
 use std::time::Duration;
@@ -17,6 +19,7 @@ use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
 pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
+pub use ssm::SsmPolicySource;
 
 /// Retry and timeout settings of the SDK clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,5 +6,6 @@
 
 pub mod context;
 pub mod http;
+pub mod policies;
 pub mod schedule;
 pub mod stream;
