@@ -69,6 +69,12 @@ impl Policies {
         Policies::parse(DEFAULT_POLICY).expect("the shipped default policy validates")
     }
 
+    /// Whether any policy of the set is a `permit` (a set of forbids alone
+    /// denies everything).
+    pub fn permits_anything(&self) -> bool {
+        self.set.policies().any(|p| p.effect() == cedar_policy::Effect::Permit)
+    }
+
     /// The policies' ids, in the set's order.
     pub fn ids(&self) -> Vec<String> {
         self.set.policies().map(|p| p.id().to_string()).collect()
