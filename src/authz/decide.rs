@@ -3,13 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    RestrictedExpression,
+    RestrictedExpression, Schema,
 };
 
-use super::policies::{schema, Policies};
+use super::policies::Policies;
 use super::principal::{normalize, LOCAL_ACCOUNT, LOCAL_PRINCIPAL};
 use crate::domain::{Caller, WorkflowArn};
 
@@ -76,11 +77,26 @@ impl Decision {
     }
 }
 
-fn uid(type_name: &str, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(
-        EntityTypeName::from_str(type_name).expect("schema type names parse"),
-        EntityId::new(id),
-    )
+/// The schema's names, parsed once (parsing a name runs Cedar's parser).
+struct Names {
+    principal: EntityTypeName,
+    workflow: EntityTypeName,
+    stop: EntityUid,
+    get: EntityUid,
+}
+
+fn names() -> &'static Names {
+    static NAMES: OnceLock<Names> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let type_name = |n: &str| EntityTypeName::from_str(n).expect("schema type names parse");
+        let action = |a: &str| EntityUid::from_type_name_and_id(type_name("Action"), EntityId::new(a));
+        Names {
+            principal: type_name("Principal"),
+            workflow: type_name("Workflow"),
+            stop: action(Action::StopWorkflowRun.as_str()),
+            get: action(Action::GetWorkflowRun.as_str()),
+        }
+    })
 }
 
 fn string(value: &str) -> RestrictedExpression {
@@ -98,8 +114,31 @@ pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decisi
         }
         Caller::LocalUnauthenticated => (LOCAL_PRINCIPAL.to_owned(), LOCAL_ACCOUNT),
     };
-    let principal_uid = uid("Principal", &principal);
-    let resource_uid = uid("Workflow", q.workflow.as_str());
+    // The request is built here from the schema's own types, so it is not
+    // checked against the schema per request (that check costs more than the
+    // evaluation); `authz::tests::requests_conform_to_the_schema` checks the
+    // construction with the schema.
+    let (request, entities) = match cedar_request(&principal, account, q, None) {
+        Ok(built) => built,
+        Err(why) => return Decision::deny(Basis::Malformed(why)),
+    };
+    let response = Authorizer::new().is_authorized(&request, &policies.set, &entities);
+    let ids = response.diagnostics().reason().map(ToString::to_string).collect();
+    let errors = response.diagnostics().errors().map(ToString::to_string).collect();
+    Decision { allowed: response.decision() == CedarDecision::Allow, basis: Basis::Policies(ids), errors }
+}
+
+/// The Cedar request and entities of `q` asked by `principal` of `account`,
+/// checked against `schema` when one is given.
+pub(crate) fn cedar_request(
+    principal: &str,
+    account: &str,
+    q: &Question<'_>,
+    schema: Option<&Schema>,
+) -> Result<(cedar_policy::Request, Entities), String> {
+    let n = names();
+    let principal_uid = EntityUid::from_type_name_and_id(n.principal.clone(), EntityId::new(principal));
+    let resource_uid = EntityUid::from_type_name_and_id(n.workflow.clone(), EntityId::new(q.workflow.as_str()));
     let wf = q.workflow;
     let entities = [
         Entity::new(principal_uid.clone(), HashMap::from([("account".to_owned(), string(account))]), HashSet::new()),
@@ -114,13 +153,8 @@ pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decisi
             HashSet::new(),
         ),
     ];
-    let entities = match entities.into_iter().collect::<Result<Vec<_>, _>>() {
-        Ok(list) => match Entities::from_entities(list, None) {
-            Ok(e) => e,
-            Err(e) => return Decision::deny(Basis::Malformed(e.to_string())),
-        },
-        Err(e) => return Decision::deny(Basis::Malformed(e.to_string())),
-    };
+    let list = entities.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let entities = Entities::from_entities(list, schema).map_err(|e| e.to_string())?;
     // An address Cedar cannot read as an IP is left out (the attribute is
     // optional): a policy on it then does not apply, and a permit that
     // needs it does not permit.
@@ -128,22 +162,12 @@ pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decisi
     if let Some(ip) = q.source_ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
         pairs.push(("sourceIp".to_owned(), RestrictedExpression::new_ip(ip)));
     }
-    let context = match Context::from_pairs(pairs) {
-        Ok(c) => c,
-        Err(e) => return Decision::deny(Basis::Malformed(e.to_string())),
+    let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+    let action = match q.action {
+        Action::StopWorkflowRun => n.stop.clone(),
+        Action::GetWorkflowRun => n.get.clone(),
     };
-    let request = match cedar_policy::Request::new(
-        principal_uid,
-        uid("Action", q.action.as_str()),
-        resource_uid,
-        context,
-        Some(schema()),
-    ) {
-        Ok(r) => r,
-        Err(e) => return Decision::deny(Basis::Malformed(e.to_string())),
-    };
-    let response = Authorizer::new().is_authorized(&request, &policies.set, &entities);
-    let ids = response.diagnostics().reason().map(ToString::to_string).collect();
-    let errors = response.diagnostics().errors().map(ToString::to_string).collect();
-    Decision { allowed: response.decision() == CedarDecision::Allow, basis: Basis::Policies(ids), errors }
+    let request =
+        cedar_policy::Request::new(principal_uid, action, resource_uid, context, schema).map_err(|e| e.to_string())?;
+    Ok((request, entities))
 }

@@ -178,3 +178,18 @@ fn odd_principals_and_workflow_names_are_data_not_syntax() {
     let wf = arn("123456789012", "etl-bot-a");
     assert!(!ask(&authz, &caller, Action::StopWorkflowRun, &wf).allowed);
 }
+
+#[test]
+fn requests_conform_to_the_schema() {
+    // What `decide` builds without the schema check is what the schema says:
+    // every action, with and without a source IP, entities included.
+    let schema = super::policies::schema();
+    let wf = arn("123456789012", "etl");
+    let caller = iam(ALICE);
+    for action in [Action::StopWorkflowRun, Action::GetWorkflowRun] {
+        for ip in [Some("203.0.113.7"), Some("2001:db8::1"), None] {
+            let q = Question { caller: &caller, action, workflow: &wf, source_ip: ip };
+            super::decide::cedar_request(&normalize(ALICE), "123456789012", &q, Some(schema)).unwrap();
+        }
+    }
+}
