@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use mwaa_stop::authz::{Action, Authz, Policies, Question, DEFAULT_POLICY};
+use mwaa_stop::authz::{Action, Authz, Policies, Prepared, Question, DEFAULT_POLICY};
 use mwaa_stop::domain::{Caller, WorkflowArn};
 use serde_json::{json, Value};
 
@@ -62,6 +62,27 @@ fn decision_cost(
     (median(means), allowed)
 }
 
+/// The same question, Cedar's evaluation alone (entities and request built once).
+fn evaluation_cost(
+    policies: &Policies,
+    caller: &Caller,
+    wf: &WorkflowArn,
+    rounds: usize,
+    per_round: usize,
+) -> Duration {
+    let q = Question { caller, action: Action::StopWorkflowRun, workflow: wf, source_ip: Some("203.0.113.7") };
+    let prepared = Prepared::new(&q).expect("an IAM caller");
+    let mut means = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..per_round {
+            std::hint::black_box(prepared.evaluate(std::hint::black_box(policies)));
+        }
+        means.push(t.elapsed() / per_round as u32);
+    }
+    median(means)
+}
+
 fn load_cost(text: &str, loads: usize) -> Duration {
     Policies::parse(text).expect("the bench's sets validate");
     median(
@@ -97,7 +118,7 @@ pub fn section(smoke: bool) -> (String, Value) {
         ("100 policies", hundred, Some("x")),
     ];
     let mut md = String::from(
-        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access (entities, request checked against the schema, evaluation), the set loaded; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) |\n|---|---:|---:|---:|---:|\n",
+        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access (entities, request checked against the schema, evaluation), the set loaded; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) | of which Cedar's evaluation (ops, prod) |\n|---|---:|---:|---:|---:|---:|\n",
     );
     let mut rows = Vec::new();
     for (name, text, configured) in &sets {
@@ -109,17 +130,19 @@ pub fn section(smoke: bool) -> (String, Value) {
         let load = load_cost(text, loads);
         let (deny, deny_allowed) = decision_cost(&authz, &ops, &prod, rounds, per_round);
         let (permit, permit_allowed) = decision_cost(&authz, &bot, &etl, rounds, per_round);
+        let eval = evaluation_cost(&Policies::parse(text).unwrap(), &ops, &prod, rounds, per_round);
         let verdict = |a: bool| if a { "allow" } else { "deny" };
         md.push_str(&format!(
-            "| {name} | {n} | {:.2} ms | {:.1} µs ({}) | {:.1} µs ({}) |\n",
+            "| {name} | {n} | {:.2} ms | {:.1} µs ({}) | {:.1} µs ({}) | {:.1} µs |\n",
             us(load) / 1000.0,
             us(deny),
             verdict(deny_allowed),
             us(permit),
-            verdict(permit_allowed)
+            verdict(permit_allowed),
+            us(eval)
         ));
         rows.push(json!({"set": name, "policies": n, "load_us": us(load), "decision_forbid_us": us(deny),
-            "decision_forbid_allowed": deny_allowed, "decision_permit_us": us(permit), "decision_permit_allowed": permit_allowed}));
+            "decision_forbid_allowed": deny_allowed, "decision_permit_us": us(permit), "decision_permit_allowed": permit_allowed, "evaluation_only_us": us(eval)}));
     }
     (md, json!(rows))
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -106,6 +106,28 @@ fn string(value: &str) -> RestrictedExpression {
 /// Decide `q` with `policies`. `configured` says whether the set was
 /// configured (false: the shipped default), which only matters for the local
 /// unauthenticated caller.
+/// A question as Cedar takes it, built once: for measuring Cedar's
+/// evaluation apart from the building (`make bench`).
+pub struct Prepared {
+    request: cedar_policy::Request,
+    entities: Entities,
+}
+
+impl Prepared {
+    /// `q` asked by an IAM caller (`None` for the local caller or a question
+    /// Cedar cannot take).
+    pub fn new(q: &Question<'_>) -> Option<Prepared> {
+        let Caller::Iam { account, principal } = q.caller else { return None };
+        let (request, entities) = cedar_request(&normalize(principal), account, q, None).ok()?;
+        Some(Prepared { request, entities })
+    }
+
+    /// Cedar's evaluation of the prepared question alone.
+    pub fn evaluate(&self, policies: &Policies) -> bool {
+        Authorizer::new().is_authorized(&self.request, &policies.set, &self.entities).decision() == CedarDecision::Allow
+    }
+}
+
 pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decision {
     let (principal, account) = match q.caller {
         Caller::Iam { account, principal } => (normalize(principal), account.as_str()),
@@ -139,22 +161,11 @@ pub(crate) fn cedar_request(
     let n = names();
     let principal_uid = EntityUid::from_type_name_and_id(n.principal.clone(), EntityId::new(principal));
     let resource_uid = EntityUid::from_type_name_and_id(n.workflow.clone(), EntityId::new(q.workflow.as_str()));
-    let wf = q.workflow;
-    let entities = [
-        Entity::new(principal_uid.clone(), HashMap::from([("account".to_owned(), string(account))]), HashSet::new()),
-        Entity::new(
-            resource_uid.clone(),
-            HashMap::from([
-                ("account".to_owned(), string(wf.account())),
-                ("region".to_owned(), string(wf.region())),
-                ("partition".to_owned(), string(wf.partition())),
-                ("name".to_owned(), string(wf.workflow_name())),
-            ]),
-            HashSet::new(),
-        ),
-    ];
-    let list = entities.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    let entities = Entities::from_entities(list, schema).map_err(|e| e.to_string())?;
+    let entities = match schema {
+        // Checked against the schema: built afresh (tests).
+        Some(_) => entities_of(&principal_uid, account, &resource_uid, q.workflow, schema)?,
+        None => cached_entities(&principal_uid, principal, account, &resource_uid, q.workflow)?,
+    };
     // An address Cedar cannot read as an IP is left out (the attribute is
     // optional): a policy on it then does not apply, and a permit that
     // needs it does not permit.
@@ -170,4 +181,59 @@ pub(crate) fn cedar_request(
     let request =
         cedar_policy::Request::new(principal_uid, action, resource_uid, context, schema).map_err(|e| e.to_string())?;
     Ok((request, entities))
+}
+
+/// At most this many (principal, account, workflow) entity stores are kept;
+/// past it the cache starts over (a Lambda instance sees few distinct ones).
+const ENTITY_CACHE_MAX: usize = 1024;
+
+type EntityKey = (String, String, String);
+
+/// The two entities depend only on the principal, its account and the
+/// workflow ARN: built once per distinct triple, since building them is most
+/// of a decision's cost (`make bench` section 9).
+fn cached_entities(
+    principal_uid: &EntityUid,
+    principal: &str,
+    account: &str,
+    resource_uid: &EntityUid,
+    wf: &WorkflowArn,
+) -> Result<Entities, String> {
+    static CACHE: OnceLock<Mutex<HashMap<EntityKey, Entities>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (principal.to_owned(), account.to_owned(), wf.as_str().to_owned());
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(hit.clone());
+    }
+    let built = entities_of(principal_uid, account, resource_uid, wf, None)?;
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= ENTITY_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(key, built.clone());
+    Ok(built)
+}
+
+fn entities_of(
+    principal_uid: &EntityUid,
+    account: &str,
+    resource_uid: &EntityUid,
+    wf: &WorkflowArn,
+    schema: Option<&Schema>,
+) -> Result<Entities, String> {
+    let entities = [
+        Entity::new(principal_uid.clone(), HashMap::from([("account".to_owned(), string(account))]), HashSet::new()),
+        Entity::new(
+            resource_uid.clone(),
+            HashMap::from([
+                ("account".to_owned(), string(wf.account())),
+                ("region".to_owned(), string(wf.region())),
+                ("partition".to_owned(), string(wf.partition())),
+                ("name".to_owned(), string(wf.workflow_name())),
+            ]),
+            HashSet::new(),
+        ),
+    ];
+    let list = entities.into_iter().collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    Entities::from_entities(list, schema).map_err(|e| e.to_string())
 }

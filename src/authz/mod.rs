@@ -20,7 +20,7 @@ mod principal;
 
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub use decide::{decide, Action, Basis, Decision, Question};
+pub use decide::{decide, Action, Basis, Decision, Prepared, Question};
 pub use policies::{Policies, PolicyError, DEFAULT_POLICY, SCHEMA};
 pub use principal::{normalize, LOCAL_ACCOUNT, LOCAL_PRINCIPAL};
 

@@ -5,7 +5,8 @@
 //! never in front of it (the request decides with the set in place).
 //!
 //! - a read that fails (network, throttle, a missing parameter) keeps the set
-//!   in place, logged; at init there is none, so the function fails closed
+//!   in place, logged; at init there is none (and the init read is bounded
+//!   to 4 s, inside Lambda's 10 s init phase), so the function fails closed
 //!   until a read succeeds (retried after 1 s, doubling up to the interval);
 //! - a text that does not validate replaces the set with "deny everything"
 //!   and logs why (fail closed, never back to an older set or to allow);
@@ -16,6 +17,9 @@ use std::time::Duration;
 
 use crate::authz::Authz;
 
+/// How long the init read may take.
+pub const INIT_READ_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Read `read` once and install it; the outcome is logged, and a failure
 /// leaves `authz` failing closed. Returns the text installed, if any.
 pub async fn load<F, Fut>(authz: &Authz, source: &str, read: &F) -> Option<String>
@@ -24,7 +28,10 @@ where
     Fut: Future<Output = Result<String, String>>,
 {
     let started = std::time::Instant::now();
-    match read().await {
+    // Bounded well inside Lambda's 10 s init phase: a read that hangs fails
+    // closed now and is retried by the refresh task a second later.
+    let read = tokio::time::timeout(INIT_READ_TIMEOUT, read()).await.unwrap_or_else(|_| Err("timed out".into()));
+    match read {
         Ok(text) => {
             install(authz, source, &text, started);
             Some(text)
