@@ -118,7 +118,7 @@ pub fn section(smoke: bool) -> (String, Value) {
         ("100 policies", hundred, Some("x")),
     ];
     let mut md = String::from(
-        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access (entities, request checked against the schema, evaluation), the set loaded; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) | of which Cedar's evaluation (ops, prod) |\n|---|---:|---:|---:|---:|---:|\n",
+        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access (principal normalized, entities from their cache, context and request built, evaluation), the set loaded; \"of which Cedar's evaluation\": the same question prepared once; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) | of which Cedar's evaluation (ops, prod) |\n|---|---:|---:|---:|---:|---:|\n",
     );
     let mut rows = Vec::new();
     for (name, text, configured) in &sets {
