@@ -24,13 +24,16 @@ SAM_LOCAL ?=
 LOCAL_STREAM_MAPPING ?=
 LOCAL_RECONCILE_PERIOD ?= 10
 LOCAL_RECONCILE_AFTER_MS ?= 5000
+# AUTHZ_POLICY_FILE=FILE: run-api authorizes with that Cedar policy set
+# (docs/authorization.md) instead of the shipped default policy.
+AUTHZ_POLICY_FILE ?=
 LOCAL_ENV = LOCAL_STREAM_MAPPING='$(LOCAL_STREAM_MAPPING)' LOCAL_RECONCILE_PERIOD='$(LOCAL_RECONCILE_PERIOD)' \
-	LOCAL_RECONCILE_AFTER_MS='$(LOCAL_RECONCILE_AFTER_MS)'
+	LOCAL_RECONCILE_AFTER_MS='$(LOCAL_RECONCILE_AFTER_MS)' AUTHZ_POLICY_FILE='$(AUTHZ_POLICY_FILE)'
 WORKERS ?= 3
 CHILDREN ?= 0
 CHILD_POLICY ?= TERMINATE
 
-.PHONY: test venv lint unit integration pytest local demo seed events bench clean-venv sam-local
+.PHONY: test venv lint unit integration pytest local demo seed events bench clean-venv sam-local check-policy
 
 test: venv lint pytest
 	cargo test --all-targets --no-fail-fast
@@ -47,6 +50,12 @@ bench: venv template-build
 	cargo build --profile release-speed --bins
 	cargo run --release --quiet --example bench
 	$(VENV)/bin/python -m localdev.perfdoc
+
+# Validate a Cedar policy set against the shipped schema before deploying it
+# (docs/authorization.md): make check-policy FILE=policies/examples/no-prod-stops.cedar
+check-policy:
+	@[ -n "$(FILE)" ] || { echo "check-policy: name the policy set: make check-policy FILE=path/to/policies.cedar" >&2; exit 2; }
+	@cargo run --quiet --example check-policy -- $(FILE)
 
 # The Python tools' own tests (tools/localdev/tests/): the local stream mapping
 # (filtering, batching, partial failures), the local stack, the demo tour's

@@ -13,12 +13,15 @@
 //!    CPU quota), over HTTP and HTTPS, warm and cold (bench/lambda_cpu.rs).
 //! 8. Stops of 250 to 2,000 workers, and 100 runs at once, under ECS's real
 //!    rate limits (a responder enforcing its buckets, bench/throttled.rs).
+//! 9. Authorization: a Cedar decision per request and the load of a policy
+//!    set, for the default, the three examples and 100 policies (bench/authz.rs).
 //!
 //! `--smoke` runs one tiny configuration (for `make test`); it never judges a
 //! number. `--latency-only` runs section 1 alone, `--throttled-only` section
-//! 8, `--lambda-cpu-only` section 7; `--latency-ms D` sets D. Results:
+//! 8, `--lambda-cpu-only` section 7, `--authz-only` section 9; `--latency-ms D` sets D. Results:
 //! printed, and written to bench/results/latest.{md,json}.
 
+mod authz;
 mod lambda_cpu;
 mod responder;
 mod throttled;
@@ -565,6 +568,11 @@ async fn main() {
         println!("{md}");
         return;
     }
+    if std::env::args().any(|a| a == "--authz-only") {
+        md.push_str(&authz::section(false).0);
+        println!("{md}");
+        return;
+    }
 
     let rows = stop_latency(&o, &responder).await;
     md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
@@ -591,6 +599,10 @@ async fn main() {
         "records_per_s": rate, "floor_ms": ms(fin.floor), "ratio": ms(fin.elapsed) / ms(fin.floor)});
 
     js["throttled"] = throttled_section(&o, &mut md).await;
+
+    let (authz_md, authz_js) = authz::section(o.smoke);
+    md.push_str(&authz_md);
+    js["authz"] = authz_js;
 
     if o.smoke {
         println!("{md}");

@@ -33,6 +33,51 @@ pub struct ApiConfig {
     pub api: ApiSettings,
     pub sdk: SdkSettings,
     pub ecs_rates: EcsRates,
+    pub policies: PolicySource,
+    /// How often a configured policy set is read again.
+    pub policy_refresh: Duration,
+}
+
+/// The SSM parameter that holds the policy set (deployed; the template's
+/// `AuthzPolicyParameter`).
+pub const POLICY_PARAMETER_VAR: &str = "AUTHZ_POLICY_PARAMETER";
+/// A file that holds the policy set (local: `make local AUTHZ_POLICY_FILE=…`).
+pub const POLICY_FILE_VAR: &str = "AUTHZ_POLICY_FILE";
+
+/// Where the API's policy set comes from (docs/authorization.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// Nothing configured: the shipped default policy (today's rule).
+    Default,
+    /// An SSM parameter, by name or ARN.
+    SsmParameter(String),
+    /// A file (local development).
+    File(String),
+}
+
+/// An SSM parameter name (`/a/b`, `a.b-c_d`) or ARN, as `GetParameter` takes it.
+fn policy_source(vars: &HashMap<String, String>) -> Result<PolicySource, ConfigError> {
+    let get = |var| vars.get(var).map(|v: &String| v.trim().to_owned()).filter(|v| !v.is_empty());
+    match (get(POLICY_PARAMETER_VAR), get(POLICY_FILE_VAR)) {
+        (Some(_), Some(file)) => Err(ConfigError {
+            var: POLICY_FILE_VAR,
+            value: file,
+            why: "set either AUTHZ_POLICY_PARAMETER or AUTHZ_POLICY_FILE, not both",
+        }),
+        (Some(name), None) => {
+            let ok = name.len() <= 2048
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-:".contains(c))
+                && !name.starts_with("aws")
+                && !name.starts_with("ssm");
+            if ok {
+                Ok(PolicySource::SsmParameter(name))
+            } else {
+                Err(ConfigError { var: POLICY_PARAMETER_VAR, value: name, why: "not an SSM parameter name or ARN" })
+            }
+        }
+        (None, Some(file)) => Ok(PolicySource::File(file)),
+        (None, None) => Ok(PolicySource::Default),
+    }
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
@@ -82,6 +127,8 @@ impl ApiConfig {
             },
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
+            policies: policy_source(vars)?,
+            policy_refresh: Duration::from_secs(env.number("AUTHZ_REFRESH_SECONDS", 60, 1, 86_400)?),
         })
     }
 
@@ -278,6 +325,46 @@ mod tests {
         for (var, bad) in [("ECS_RUNTASK_RESERVE_PERCENT", "95"), ("ECS_STOP_RATE", "0"), ("ECS_READ_RATE", "fast")] {
             assert_eq!(ApiConfig::from_map(&vars(&[(var, bad)])).unwrap_err().var, var);
         }
+    }
+
+    #[test]
+    fn the_policy_source_is_one_place_or_the_default() {
+        let c = ApiConfig::from_map(&HashMap::new()).unwrap();
+        assert_eq!((c.policies, c.policy_refresh), (PolicySource::Default, Duration::from_secs(60)));
+        let c = ApiConfig::from_map(&vars(&[
+            (POLICY_PARAMETER_VAR, "/mwaa-stop/policies"),
+            ("AUTHZ_REFRESH_SECONDS", "300"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.policies, c.policy_refresh),
+            (PolicySource::SsmParameter("/mwaa-stop/policies".into()), Duration::from_secs(300))
+        );
+        let arn = "arn:aws:ssm:us-east-1:123456789012:parameter/mwaa-stop/policies";
+        assert_eq!(
+            ApiConfig::from_map(&vars(&[(POLICY_PARAMETER_VAR, arn)])).unwrap().policies,
+            PolicySource::SsmParameter(arn.into())
+        );
+        assert_eq!(
+            ApiConfig::from_map(&vars(&[(POLICY_FILE_VAR, "/tmp/p.cedar")])).unwrap().policies,
+            PolicySource::File("/tmp/p.cedar".into())
+        );
+        assert_eq!(
+            ApiConfig::from_map(&vars(&[(POLICY_PARAMETER_VAR, "  ")])).unwrap().policies,
+            PolicySource::Default
+        );
+        let both = vars(&[(POLICY_PARAMETER_VAR, "/p"), (POLICY_FILE_VAR, "/tmp/p.cedar")]);
+        assert_eq!(ApiConfig::from_map(&both).unwrap_err().var, POLICY_FILE_VAR);
+        for bad in ["/p q", "/p;rm", "awsx"] {
+            assert_eq!(
+                ApiConfig::from_map(&vars(&[(POLICY_PARAMETER_VAR, bad)])).unwrap_err().var,
+                POLICY_PARAMETER_VAR
+            );
+        }
+        assert_eq!(
+            ApiConfig::from_map(&vars(&[("AUTHZ_REFRESH_SECONDS", "0")])).unwrap_err().var,
+            "AUTHZ_REFRESH_SECONDS"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   constraints, who the caller is, the child policy. Pure; no I/O.
 //! - [`ports`]: what the procedures need from the run table and from ECS, as
 //!   traits and plain data.
+//! - [`authz`]: who may stop or read which workflow: Cedar policies, the
+//!   shipped schema and default policy, the decision. Pure; no I/O.
 //! - [`pacing`]: ECS's token buckets, kept by a wrapper of the worker port.
 //! - [`stop`] and [`finalize`]: the two procedures, written against the ports.
 //! - `protocol` and [`error`]: the AWS JSON 1.0 shapes and the one mapping
@@ -14,6 +16,7 @@
 //! - [`config`]: the composition root, read by the entry points in `src/bin/`
 //!   and by nothing in the crate.
 
+pub mod authz;
 pub mod aws;
 pub mod config;
 pub mod domain;

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::authz::{Action, Authz, Basis, Question};
 use crate::domain::{timestamp, truncate_to, Caller, RunKey, RunStatus, StopDecision};
 use crate::error::ApiError;
 use crate::ports::{RunRecord, RunStore, StopRequest, StopWrite, TaskStop, UpstreamError, UpstreamKind, WorkerControl};
@@ -65,6 +66,7 @@ pub struct Service<S, W> {
     store: S,
     workers: W,
     limits: FanOutLimits,
+    authz: Authz,
 }
 
 /// Current UTC time as the table stores it.
@@ -91,7 +93,59 @@ pub fn stop_reason(key: &RunKey, by: &str) -> String {
 
 impl<S: RunStore, W: WorkerControl> Service<S, W> {
     pub fn new(store: S, workers: W, limits: FanOutLimits) -> Self {
-        Service { store, workers, limits }
+        Service { store, workers, limits, authz: Authz::default() }
+    }
+
+    /// The same service deciding access with `authz` (shared: a refresh of
+    /// it is seen by the next request) instead of the shipped default policy.
+    pub fn with_authz(mut self, authz: Authz) -> Self {
+        self.authz = authz;
+        self
+    }
+
+    pub fn authz(&self) -> &Authz {
+        &self.authz
+    }
+
+    /// The access decision, made before anything is read or written: it
+    /// needs no run data. A denial is logged in the run's span with the
+    /// deciding policies (the forbids that applied; none: no permit applied)
+    /// and answered with the fixed `AccessDeniedException`, whatever the
+    /// reason, so a caller learns nothing of the policies or the run.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        key: &RunKey,
+        source_ip: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let d = self.authz.decide(&Question { caller, action, workflow: &key.workflow_arn, source_ip });
+        for error in &d.errors {
+            tracing::warn!(principal = caller.principal(), error = %error, "a policy failed to evaluate (it did not apply)");
+        }
+        if d.allowed {
+            tracing::debug!(principal = caller.principal(), policies = ?d.policy_ids(), "access allowed");
+            return Ok(());
+        }
+        match &d.basis {
+            Basis::FailClosed(why) => tracing::error!(
+                principal = caller.principal(),
+                action = action.as_str(),
+                why = %why,
+                "access denied: the policy set is unusable, every request is denied"
+            ),
+            Basis::Malformed(why) => {
+                tracing::warn!(principal = caller.principal(), action = action.as_str(), why = %why, "access denied: request not expressible")
+            }
+            _ => tracing::warn!(
+                principal = caller.principal(),
+                action = action.as_str(),
+                policies = ?d.policy_ids(),
+                "access denied by policy{}",
+                if d.policy_ids().is_empty() { " (no permit applied)" } else { " (forbidden)" }
+            ),
+        }
+        Err(ApiError::access_denied())
     }
 
     pub fn store(&self) -> &S {
@@ -115,10 +169,7 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
         deadline: Option<Instant>,
     ) -> Result<StopOutput, ApiError> {
         async {
-            if !caller.may_access(&key.workflow_arn) {
-                tracing::warn!(principal = caller.principal(), "stop denied: account mismatch");
-                return Err(ApiError::access_denied());
-            }
+            self.authorize(caller, Action::StopWorkflowRun, key, stop.source_ip.as_deref())?;
             let write = self.store.request_stop(key, stop).await.map_err(|e| {
                 tracing::error!(error = %e, "stop transition failed");
                 ApiError::from(e)
@@ -210,14 +261,21 @@ impl<S: RunStore, W: WorkerControl> Service<S, W> {
         (task, self.workers.stop_task(cluster, task, reason).await)
     }
 
-    /// Read a run for `GetWorkflowRun`. A run of another account is reported
-    /// as denied before the table is read, so its existence never leaks.
+    /// Read a run for `GetWorkflowRun`. A denied read is refused before the
+    /// table is read, so a run's existence never leaks.
     pub async fn get_workflow_run(&self, caller: &Caller, key: &RunKey) -> Result<RunRecord, ApiError> {
+        self.read_workflow_run(caller, key, None).await
+    }
+
+    /// [`Self::get_workflow_run`] with the caller's source IP for the policies.
+    pub async fn read_workflow_run(
+        &self,
+        caller: &Caller,
+        key: &RunKey,
+        source_ip: Option<&str>,
+    ) -> Result<RunRecord, ApiError> {
         async {
-            if !caller.may_access(&key.workflow_arn) {
-                tracing::warn!(principal = caller.principal(), "read denied: account mismatch");
-                return Err(ApiError::access_denied());
-            }
+            self.authorize(caller, Action::GetWorkflowRun, key, source_ip)?;
             match self.store.get_run(key).await {
                 Ok(Some(run)) => Ok(run),
                 Ok(None) => Err(ApiError::run_not_found(&key.run_id)),

@@ -6,7 +6,7 @@
 #   - nothing in the crate depends on config (the composition root);
 #   - each module uses only the modules below it (no back edge, so no
 #     import circle): domain < ports < error < protocol, ports < pacing,
-#     ports < stop < finalize, and the edges (aws, lambda) on top.
+#     domain < authz < stop, ports < stop < finalize, and the edges (aws, lambda) on top.
 # Comment lines are not code and are not checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,17 +34,18 @@ done < <(code $(find src -name '*.rs') | grep -E '\bcrate::\{' || true)
 declare -A allowed=(
   [domain]=""
   [metrics]=""
+  [authz]="domain"
   [ports]="domain"
   [pacing]="ports"
   [error]="domain ports"
   [protocol]="domain ports error"
-  [stop]="domain ports error metrics"
+  [stop]="domain authz ports error metrics"
   [finalize]="domain ports stop metrics"
   [aws]="domain ports"
   [run_events]="domain ports"
-  [lambda]="domain ports error protocol stop finalize metrics run_events"
-  [config]="aws finalize lambda pacing stop"
-  [lib]="aws config error finalize lambda metrics domain pacing ports protocol run_events stop"
+  [lambda]="domain authz ports error protocol stop finalize metrics run_events"
+  [config]="authz aws finalize lambda pacing stop"
+  [lib]="authz aws config error finalize lambda metrics domain pacing ports protocol run_events stop"
 )
 for file in $(find src -name '*.rs' -not -path 'src/bin/*' | sort); do
   rel=${file#src/}

@@ -1,5 +1,6 @@
 //! The AWS SDK edge: the only folder that names `aws_sdk_*` (and
-//! `aws_config`). The adapters implement the [`crate::ports`] with the SDK;
+//! `aws_config`). The adapters implement the [`crate::ports`] with the SDK
+//! (and `ssm.rs` reads the policy set's text for `crate::authz`);
 //! [`SdkSettings`] is how every client here retries and times out.
 
 mod dynamo;
@@ -7,6 +8,7 @@ mod ecs;
 mod ecs_direct;
 mod eventbridge;
 mod item;
+mod ssm;
 mod upstream;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
 pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
 pub use eventbridge::EventBridgePublisher;
+pub use ssm::SsmPolicySource;
 
 /// Retry and timeout settings of the SDK clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,9 @@ impl Caller {
     }
 
     /// Runs belong to the account in their workflow ARN; nobody else may stop,
-    /// read or even learn of them.
+    /// read or even learn of them. This is the rule of the shipped default
+    /// policy (`policies/default.cedar`); the decision itself is `authz`'s,
+    /// whose tests check the default against this function.
     pub fn may_access(&self, arn: &WorkflowArn) -> bool {
         match self {
             Caller::Iam { account, .. } => account == arn.account(),

@@ -85,13 +85,23 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
             }),
             None => work.await,
         };
+        let denied = matches!(&outcome, Ok(Err(e)) if e.type_name() == "AccessDeniedException");
         if stopping {
             let metric = match &outcome {
                 Ok(Ok(Answer::Stop(_, true))) => "StopsAccepted",
                 Ok(Ok(_)) => "StopsNoOp",
                 _ => "StopsRefused",
             };
-            metrics::emit(&[(metric, Unit::Count, 1.0)], &[]);
+            // A denial is also a refusal: `StopsRefused` counts every
+            // refused stop, `StopsDenied` the AccessDeniedExceptions among them.
+            if denied {
+                metrics::emit(&[(metric, Unit::Count, 1.0), ("StopsDenied", Unit::Count, 1.0)], &[]);
+            } else {
+                metrics::emit(&[(metric, Unit::Count, 1.0)], &[]);
+            }
+        } else if denied {
+            // GetWorkflowRun (or an unknown operation's) denials, apart.
+            metrics::emit(&[("ReadsDenied", Unit::Count, 1.0)], &[]);
         }
         match outcome {
             Ok(Ok(Answer::Stop(body, _))) => respond(200, &request_id, &body, None),
@@ -109,8 +119,8 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
 
     async fn dispatch(&self, req: &Request, request_id: &str, deadline: Option<Instant>) -> Result<Answer, ApiError> {
         // Identity first: a caller without one learns nothing, not even what is
-        // wrong with its request. (The account check needs the parsed ARN, so
-        // it stays in the service.)
+        // wrong with its request. (The policy decision needs the parsed ARN,
+        // so it stays in the service, before any table access.)
         let caller = caller_of(req, self.settings.auth)?;
         let target = req.headers().get("x-amz-target").map(|v| v.to_str().map_err(|_| ()));
         let op = Operation::from_request(req.method().as_str(), target)?;
@@ -127,7 +137,7 @@ impl<S: RunStore, W: WorkerControl> Api<S, W> {
                 Ok(Answer::Stop(StopWorkflowRunResponse::new(&out.run, out.status), out.fan_out.is_some()))
             }
             Operation::GetWorkflowRun => {
-                let run = self.service.get_workflow_run(&caller, &key).await?;
+                let run = self.service.read_workflow_run(&caller, &key, source_ip(req).as_deref()).await?;
                 Ok(Answer::Get(Box::new(GetWorkflowRunResponse::new(&run))))
             }
         }

@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod http;
+pub mod policies;
 pub mod run_events;
 pub mod schedule;
 pub mod stream;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::kit::fakes::{run_record, MemEcs, MemTable, Mode};
 use crate::kit::{http_event, request, stop_body, workflow_arn, As, ACCOUNT, ALICE, STOP};
 use lambda_http::RequestExt;
+use mwaa_stop::authz::Authz;
 use mwaa_stop::domain::{Caller, RunKey, RunStatus, WorkflowArn};
 use mwaa_stop::lambda::http::{Api, ApiSettings, AuthMode};
 use mwaa_stop::ports::{StopRequest, UpstreamKind};
@@ -123,6 +124,44 @@ async fn access_is_checked_before_the_table_is_touched() {
     let err = svc.stop_workflow_run(&mallory, &key(&arn, "run-1"), &stop(), None).await.unwrap_err();
     assert_eq!(err.type_name(), "AccessDeniedException");
     assert_eq!(svc.store().write_count("stop"), 0);
+}
+
+/// A configured policy set decides before the table is touched: a forbid
+/// (and a caller no permit names) neither reads nor writes, and their ECS
+/// workers are never told anything; a permitted stop goes through. An
+/// unusable set denies everyone, the same account included.
+#[tokio::test(start_paused = true)]
+async fn a_policy_denial_reads_and_writes_nothing() {
+    let (prod, etl) = (workflow_arn("prod-orders"), workflow_arn("etl"));
+    let (store, ecs) = (MemTable::default(), MemEcs::default());
+    put(&store, &ecs, &prod, "run-1", RunStatus::Running, 2);
+    put(&store, &ecs, &etl, "run-1", RunStatus::Running, 2);
+    let policies = [
+        include_str!("../../../policies/examples/ops-stop-anything.cedar"),
+        include_str!("../../../policies/examples/no-prod-stops.cedar"),
+    ]
+    .join("\n");
+    let (authz, loaded) = Authz::configured(&policies);
+    loaded.unwrap();
+    let svc = Service::new(store, ecs, FanOutLimits::default()).with_authz(authz.clone());
+    let ops =
+        Caller::Iam { account: ACCOUNT.into(), principal: "arn:aws:sts::123456789012:assumed-role/ops/bob".into() };
+    for (caller, arn) in [(&ops, &prod), (&alice(), &etl)] {
+        let err = svc.stop_workflow_run(caller, &key(arn, "run-1"), &stop(), None).await.unwrap_err();
+        assert_eq!(err.type_name(), "AccessDeniedException");
+        let err = svc.get_workflow_run(&alice(), &key(arn, "run-1")).await.unwrap_err();
+        assert_eq!(err.type_name(), "AccessDeniedException");
+    }
+    assert_eq!((svc.store().write_count("stop"), svc.store().reads.load(Ordering::SeqCst)), (0, 0));
+    assert!(svc.workers().calls.lock().unwrap().is_empty());
+    // Ops may read prod and stop anything else.
+    svc.get_workflow_run(&ops, &key(&prod, "run-1")).await.unwrap();
+    let out = svc.stop_workflow_run(&ops, &key(&etl, "run-1"), &stop(), None).await.unwrap();
+    assert_eq!(out.status, RunStatus::Stopping);
+    // The set made unusable (a refresh that read an invalid text): everyone denied.
+    assert!(authz.install("permit (principal, action, resource) when { principal.acount == \"1\" };").is_err());
+    let err = svc.get_workflow_run(&ops, &key(&prod, "run-1")).await.unwrap_err();
+    assert_eq!(err.type_name(), "AccessDeniedException");
 }
 
 /// The handler end to end over a fake, with a Lambda context (deadline).

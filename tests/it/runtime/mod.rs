@@ -1,3 +1,4 @@
+mod authz;
 mod lambda;
 mod local_stack;
 mod sam_local;

@@ -14,7 +14,7 @@ import pytest
 
 from localdev.common import ROOT, StackError
 from localdev.seed import MAX_CHILDREN, MAX_WORKERS, check_seed_args
-from localdev.settings import LocalSettings, parse_after_ms, parse_period, parse_stream_mapping
+from localdev.settings import LocalSettings, parse_after_ms, parse_period, parse_policy_file, parse_stream_mapping
 
 
 
@@ -143,3 +143,30 @@ def test_seed_with_good_arguments_goes_on_to_the_stack():
     out = seed("--workers=2", "--children=1", "--child-policy=ABANDON", port=free_port())
     assert out.returncode == 1
     assert "could not reach the local stack" in out.stderr, out.stderr
+
+
+# ------------------------------------------------------- AUTHZ_POLICY_FILE
+
+
+def test_policy_file_is_optional_and_made_absolute(tmp_path, monkeypatch):
+    assert parse_policy_file(None) is None and parse_policy_file("  ") is None
+    assert LocalSettings.from_env({}).policy_file is None
+    f = tmp_path / "p.cedar"
+    f.write_text("permit (principal, action, resource);")
+    monkeypatch.chdir(tmp_path)
+    assert parse_policy_file("p.cedar") == str(f)
+    assert LocalSettings.from_env({"AUTHZ_POLICY_FILE": str(f)}).policy_file == str(f)
+
+
+def test_a_missing_or_unusable_policy_file_is_refused_in_one_sentence(tmp_path):
+    with pytest.raises(StackError) as e:
+        parse_policy_file(str(tmp_path / "nope.cedar"))
+    assert "AUTHZ_POLICY_FILE" in one_sentence(e.value)
+    with pytest.raises(StackError) as e:
+        parse_policy_file(str(tmp_path))
+    one_sentence(e.value)
+    comma = tmp_path / "a,b.cedar"
+    comma.write_text("")
+    with pytest.raises(StackError) as e:
+        parse_policy_file(str(comma))
+    assert "comma" in one_sentence(e.value)

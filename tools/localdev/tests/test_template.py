@@ -182,6 +182,19 @@ ALLOWED: dict[str, list[tuple[set[str], Any, Any]]] = {
     ],
 }
 
+# The policy set's parameter (docs/authorization.md): with AuthzPolicyParameter
+# given, run-api may read that one parameter (GetParameter, no other action, no
+# wildcard); with the default (empty), no SSM grant at all.
+POLICY_PARAMETER = "AuthzPolicyParameter"
+POLICY_PARAMETER_ARN = sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${AuthzPolicyParameter}")
+ALLOWED_WITH_POLICY_PARAMETER: dict[str, list[tuple[set[str], Any, Any]]] = {
+    "RunApiRole": [({"ssm:GetParameter"}, POLICY_PARAMETER_ARN, None)],
+}
+POLICY_ENV = {
+    "AUTHZ_POLICY_PARAMETER": {"Fn::If": ["UseAuthzPolicyParameter", {"Ref": POLICY_PARAMETER}, {"Ref": "AWS::NoValue"}]},
+    "AUTHZ_REFRESH_SECONDS": {"Ref": "AuthzRefreshSeconds"},
+}
+
 # The reconciler's statements, exactly (Sid -> actions, resource, condition).
 RECONCILER_STATEMENTS = {
     "RunTable": (["dynamodb:UpdateItem", "dynamodb:GetItem"], getatt("RunsTable", "Arn"), None),
@@ -206,7 +219,7 @@ _FINALIZER_ENV = {"RUNS_TABLE", "METRICS_STACK", "FINALIZER_WAIT_MS", "FINALIZER
 ENV_ALLOWED = {
     "RunApiFunction": {"RUNS_TABLE", "METRICS_STACK", "STOP_CONCURRENCY", "STOP_BUDGET_MS", "DEADLINE_MARGIN_MS",
                        "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS", "SDK_ATTEMPT_TIMEOUT_MS", "SDK_OPERATION_TIMEOUT_MS",
-                       LOCAL_ENDPOINT_VAR, LOCAL_AUTH_VAR},
+                       LOCAL_ENDPOINT_VAR, LOCAL_AUTH_VAR, *POLICY_ENV},
     "StopFinalizerFunction": _FINALIZER_ENV | {LOCAL_ENDPOINT_VAR},
     RECONCILER: _FINALIZER_ENV | {"STOPPING_INDEX", "RECONCILE_AFTER_MS", LOCAL_ENDPOINT_VAR},
     RUN_EVENTS: {"METRICS_STACK", "EVENT_BUS_NAME", "EVENT_SOURCE", "SDK_MAX_ATTEMPTS", "SDK_CONNECT_TIMEOUT_MS",
@@ -223,6 +236,7 @@ ENV_EXPRESSIONS = {
     "EVENT_BUS_NAME": {"Ref": "EventBusName"},
     "EVENT_SOURCE": {"Ref": "EventSource"},
     **LOCAL_SWITCH_ENV,
+    **POLICY_ENV,
 }
 # The finalizer's settings the reconciler shares (same values); its own
 # FINALIZER_WAIT_MS is shorter, so that one pass fits in a tick.
@@ -326,15 +340,22 @@ def samconfig() -> Path:
 # ------------------------------------------------------------------ IAM checks
 
 
-def role_statements(t: dict, role: str) -> list[dict]:
+def role_statements(t: dict, role: str, params: dict[str, str] | None = None) -> list[dict]:
+    """The role's statements as deployed with `params` (the others at their
+    defaults): a statement under Fn::If is there only when its condition holds."""
     out = []
     for policy in props(t, role).get("Policies", []) or []:
         doc = policy.get("PolicyDocument", {})
-        out.extend(as_list(doc.get("Statement", [])))
+        for st in as_list(doc.get("Statement", [])):
+            if isinstance(st, dict) and set(st) == {"Fn::If"}:
+                cond, then, other = st["Fn::If"]
+                st = then if resolve(t, {"Condition": cond}, params) is True else other
+            if st != {"Ref": "AWS::NoValue"}:
+                out.append(st)
     return out
 
 
-def check_role(t: dict, role: str) -> None:
+def check_role(t: dict, role: str, params: dict[str, str] | None = None) -> None:
     require(role in t.get("Resources", {}), f"role {role} missing")
     p = props(t, role)
     require(t["Resources"][role]["Type"] == "AWS::IAM::Role", f"{role} is not an AWS::IAM::Role")
@@ -345,9 +366,9 @@ def check_role(t: dict, role: str) -> None:
     require(trust[0].get("Principal") == {"Service": "lambda.amazonaws.com"}, f"{role}: trusted by {trust[0].get('Principal')}")
     require(trust[0].get("Action") == "sts:AssumeRole" and trust[0].get("Effect") == "Allow", f"{role}: bad trust statement")
 
-    allowed = ALLOWED[role]
+    allowed = ALLOWED[role] + (ALLOWED_WITH_POLICY_PARAMETER.get(role, []) if (params or {}).get(POLICY_PARAMETER) else [])
     covered: list[set[str]] = [set() for _ in allowed]
-    for st in role_statements(t, role):
+    for st in role_statements(t, role, params):
         sid = st.get("Sid", "?")
         require(st.get("Effect") == "Allow", f"{role}/{sid}: only Allow statements are expected")
         for forbidden in ("NotAction", "NotResource", "NotPrincipal", "Principal"):
@@ -386,6 +407,50 @@ def test_iam_each_role_grants_exactly_the_allowed_statements(t: dict) -> None:
     require("Policies" not in t.get("Globals", {}).get("Function", {}), "Globals: Policies is not allowed")
     for role in ALLOWED:
         check_role(t, role)
+        check_role(t, role, {POLICY_PARAMETER: "/mwaa-stop/policies"})
+
+
+def test_authz_policy_parameter(t: dict) -> None:
+    """The policy set's location (docs/authorization.md): AuthzPolicyParameter
+    defaults to empty (the shipped default policy: no variable, no SSM grant)
+    and accepts only hierarchical SSM parameter names (no wildcard, no ARN, no
+    path that IAM would read as a pattern); given, run-api gets
+    AUTHZ_POLICY_PARAMETER and GetParameter on that one parameter's ARN (the
+    least-privilege read, checked by the IAM test for both cases);
+    AuthzRefreshSeconds is a Number within what src/config.rs accepts
+    (1..86400) and defaults to 60."""
+    params = t.get("Parameters", {})
+    p = params.get(POLICY_PARAMETER)
+    require(p is not None and p.get("Type") == "String" and p.get("Default") == "", f"{POLICY_PARAMETER}: String, default empty")
+    pattern = re.compile(p["AllowedPattern"])
+    for good in ("", "/mwaa-stop/policies", "/a", "/team.a/b_c-d"):
+        require(pattern.fullmatch(good) is not None, f"{POLICY_PARAMETER} must accept {good!r}")
+    for bad in ("*", "/mwaa-stop/*", "/a/?", "mwaa-stop", "/a//b", "/", "arn:aws:ssm:us-east-1:123456789012:parameter/p",
+                "/a b", "/a/${AWS::AccountId}"):
+        require(pattern.fullmatch(bad) is None, f"{POLICY_PARAMETER} accepts {bad!r}")
+    require(t["Conditions"].get("UseAuthzPolicyParameter") == {"Fn::Not": [{"Fn::Equals": [{"Ref": POLICY_PARAMETER}, ""]}]},
+            "UseAuthzPolicyParameter: the parameter is not empty")
+    env = (props(t, "RunApiFunction").get("Environment") or {}).get("Variables") or {}
+    for var, expected in POLICY_ENV.items():
+        require(canon(env.get(var)) == canon(expected), f"RunApiFunction: {var} must be {canon(expected)}")
+    require("AUTHZ_POLICY_PARAMETER" not in resolve(t, env), "with the defaults, no policy parameter is configured")
+    given = resolve(t, env, {POLICY_PARAMETER: "/mwaa-stop/policies"})
+    require(given.get("AUTHZ_POLICY_PARAMETER") == "/mwaa-stop/policies", "the parameter's name reaches run-api")
+    ssm = [st for st in role_statements(t, "RunApiRole") if any(str(a).startswith("ssm:") for a in as_list(st.get("Action")))]
+    require(not ssm, f"RunApiRole: an SSM grant with the defaults: {ssm}")
+    ssm = [st for st in role_statements(t, "RunApiRole", {POLICY_PARAMETER: "/p"})
+           if any(str(a).startswith("ssm:") for a in as_list(st.get("Action")))]
+    require(len(ssm) == 1 and as_list(ssm[0]["Action"]) == ["ssm:GetParameter"]
+            and canon(ssm[0]["Resource"]) == canon(POLICY_PARAMETER_ARN) and "Condition" not in ssm[0],
+            f"RunApiRole: exactly GetParameter on the one parameter, got {ssm}")
+    for fn in FUNCTIONS:
+        if fn != "RunApiFunction":
+            for st in role_statements(t, FUNCTIONS[fn]["role"], {POLICY_PARAMETER: "/p"}):
+                require(not any(str(a).startswith("ssm:") for a in as_list(st.get("Action"))), f"{fn}: no SSM grant")
+    lo, hi = param_bounds(t, {"Ref": "AuthzRefreshSeconds"})
+    require(params["AuthzRefreshSeconds"].get("Type") == "Number" and 1 <= lo and hi <= 86_400,
+            f"AuthzRefreshSeconds: a Number within 1..86400, is {lo}..{hi}")
+    require(param_default(t, {"Ref": "AuthzRefreshSeconds"}) == 60, "AuthzRefreshSeconds defaults to 60")
 
 
 # --------------------------------------------------------------- other checks
@@ -1140,6 +1205,15 @@ def mutations() -> list[tuple[str, Callable[[dict], None]]]:
         ("IAM: the table's indexes added is caught", set_resource("RunApiRole", "RunTable", [
             getatt("RunsTable", "Arn"), sub("${RunsTable.Arn}/index/*")])),
         ("IAM: a dropped ecs:cluster condition is caught", drop_condition("RunApiRole", "StopWorkerTasks")),
+        ("authz: the policy read widened to every parameter is caught", lambda t: next(
+            s for s in stmts(t, "RunApiRole") if "Fn::If" in s)["Fn::If"][1].__setitem__(
+            "Resource", sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"))),
+        ("authz: GetParametersByPath on the policy parameter is caught", lambda t: next(
+            s for s in stmts(t, "RunApiRole") if "Fn::If" in s)["Fn::If"][1]["Action"].append("ssm:GetParametersByPath")),
+        ("authz: the policy read granted unconditionally is caught", lambda t: stmts(t, "RunApiRole").append(
+            {"Sid": "PolicySetAlways", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": POLICY_PARAMETER_ARN})),
+        ("authz: a wildcard in the parameter name is caught", lambda t: t["Parameters"][POLICY_PARAMETER].__setitem__(
+            "AllowedPattern", "^$|^/.*$")),
         ("IAM: a dropped ecs:cluster condition on ListTasks is caught", drop_condition("StopFinalizerRole", "ListWorkerTasks")),
         ("IAM: a managed policy is caught", lambda t: t["Resources"]["RunApiRole"]["Properties"].__setitem__(
             "ManagedPolicyArns", ["arn:aws:iam::aws:policy/AdministratorAccess"])),
@@ -1264,6 +1338,7 @@ CHECKS: list[Callable[[dict], None]] = [
     test_stranded_stop_alarm,
     test_dashboard_shows_every_metric,
     test_outputs,
+    test_authz_policy_parameter,
 ]
 MUTATIONS = mutations()
 

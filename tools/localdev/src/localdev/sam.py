@@ -263,6 +263,11 @@ class SamStack(Stack):
         super().start()
 
     def _start_functions(self, settings: LocalSettings, indexes: list[str]) -> None:
+        if settings.policy_file:
+            raise StackError(
+                "AUTHZ_POLICY_FILE is for make local; the SAM build reads its policy set from an SSM parameter "
+                "(AuthzPolicyParameter, docs/authorization.md): unset it for make sam-local."
+            )
         gateway = bridge_gateway()
         if gateway:
             try:

@@ -9,6 +9,11 @@ once, before anything is started:
     LOCAL_RECONCILE_AFTER_MS  the functions' RECONCILE_AFTER_MS: a run STOPPING
                               longer than this is finalized by the reconciler
                               (default 5000; the function accepts 1000..86400000)
+    AUTHZ_POLICY_FILE         a Cedar policy set (docs/authorization.md) run-api
+                              authorizes with instead of the shipped default
+                              policy, read at start and again every
+                              LOCAL_AUTHZ_REFRESH_S seconds (edit it while the
+                              stack runs); unset or empty: the default policy
 
 A value that makes no sense is refused with one sentence (`StackError`)."""
 
@@ -25,6 +30,10 @@ from .common import StackError
 STREAM_MAPPING_VAR = "LOCAL_STREAM_MAPPING"
 PERIOD_VAR = "LOCAL_RECONCILE_PERIOD"
 AFTER_VAR = "LOCAL_RECONCILE_AFTER_MS"
+POLICY_FILE_VAR = "AUTHZ_POLICY_FILE"
+# How often run-api reads AUTHZ_POLICY_FILE again, locally (deployed: the
+# template's AuthzRefreshSeconds).
+LOCAL_AUTHZ_REFRESH_S = 2
 
 DEFAULT_PERIOD_S = 10.0
 DEFAULT_AFTER_MS = 5000
@@ -38,6 +47,8 @@ class LocalSettings:
     stream_mapping: bool = True
     reconcile_period_s: float = DEFAULT_PERIOD_S
     reconcile_after_ms: int = DEFAULT_AFTER_MS
+    # An absolute path, or None (the shipped default policy).
+    policy_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "LocalSettings":
@@ -46,6 +57,7 @@ class LocalSettings:
             stream_mapping=parse_stream_mapping(env.get(STREAM_MAPPING_VAR)),
             reconcile_period_s=parse_period(env.get(PERIOD_VAR)),
             reconcile_after_ms=parse_after_ms(env.get(AFTER_VAR)),
+            policy_file=parse_policy_file(env.get(POLICY_FILE_VAR)),
         )
 
 
@@ -84,3 +96,18 @@ def parse_after_ms(value: str | None) -> int:
     if not re.fullmatch(r"[0-9]+", v) or not (lo <= int(v) <= hi):
         raise StackError(f"{AFTER_VAR}={value!r} must be a whole number of milliseconds from {lo} to {hi} (default {DEFAULT_AFTER_MS}).")
     return int(v)
+
+
+def parse_policy_file(value: str | None) -> str | None:
+    """The policy file as an absolute path (relative to the current
+    directory, where make runs), or None when unset. The file must exist; its
+    content is the function's to judge (an invalid set denies every request,
+    and its log says why; `make check-policy FILE=...` says it beforehand)."""
+    if _unset(value):
+        return None
+    path = os.path.abspath(os.path.expanduser(value.strip()))
+    if "," in path:
+        raise StackError(f"{POLICY_FILE_VAR}={value!r}: the path may not contain a comma (the functions' environment is a comma-separated list).")
+    if not os.path.isfile(path):
+        raise StackError(f"{POLICY_FILE_VAR}={value!r}: no such file ({path}).")
+    return path

@@ -27,7 +27,7 @@ from .aws import clients, create_resources, workflow_arn
 from .events import BUS, QUEUE, SOURCE, create_queue_and_rule
 from .common import BIN, REGION, ROOT, TABLE, TARGET, StackError, say
 from .reconciler import FUNCTION as RECONCILER, ReconcilerLoop
-from .settings import STREAM_MAPPING_VAR, LocalSettings
+from .settings import LOCAL_AUTHZ_REFRESH_S, STREAM_MAPPING_VAR, LocalSettings
 
 
 class Interrupted(BaseException):
@@ -311,7 +311,17 @@ class Stack:
                 "METRICS_STACK=local",
             ]
             + ([f"STOPPING_INDEX={indexes[0]}"] if indexes else [])
+            + (
+                [f"AUTHZ_POLICY_FILE={settings.policy_file}", f"AUTHZ_REFRESH_SECONDS={LOCAL_AUTHZ_REFRESH_S}"]
+                if settings.policy_file
+                else []
+            )
         )
+        if settings.policy_file:
+            say(
+                f"- run-api authorizes with the policy set in {settings.policy_file} (read again every "
+                f"{LOCAL_AUTHZ_REFRESH_S} s; an invalid set denies every request, see {self.functions_logs})"
+            )
         watch = self._spawn(
             [str(BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(self.api_port), "--env-var", fn_env],
             "functions.log",
@@ -335,7 +345,7 @@ class Stack:
                 {"X-Amz-Target": f"{TARGET}.GetWorkflowRun", "Content-Type": "application/x-amz-json-1.0"},
                 timeout=1200,
             )[1].get("x-amzn-errortype")
-            == "ResourceNotFoundException",
+            in self._warm_answers(),
             timeout,
             *api,
         )
@@ -350,6 +360,14 @@ class Stack:
         if "found" not in warm[-1]:
             raise StackError(f"{RECONCILER}'s first pass answered {json.dumps(warm[-1])[:300]}; see {self.log_dir / functions[2]}.")
         say("- all four functions built and warm")
+
+    def _warm_answers(self) -> tuple[str, ...]:
+        """What run-api answers the unauthenticated warm-up probe once it
+        serves: "no such run", or, with a policy file that does not permit
+        the local principal, a denial."""
+        if self.settings is not None and self.settings.policy_file:
+            return ("ResourceNotFoundException", "AccessDeniedException")
+        return ("ResourceNotFoundException",)
 
     def _wait(self, ready, timeout: float, proc: subprocess.Popen, what: str, log_name: str) -> None:
         deadline = time.monotonic() + timeout
