@@ -92,7 +92,11 @@ fn the_demo_tour_passes_with_the_real_aws_cli() {
         "StopRequested",
         "Stopped        WorkersStopped=4, OrphansStopped=0",
         "== Stop request to STOPPED:",
-        "OK: the run is STOPPED and every worker task is STOPPED",
+        // The stop's run events, published by run-events to moto's
+        // EventBridge and read back through the queue a rule feeds.
+        "MWAA Serverless Workflow Run Stopping     RUNNING → STOPPING",
+        "MWAA Serverless Workflow Run Stopped     STOPPING → STOPPED",
+        "OK: the run is STOPPED, every worker task is STOPPED, and its Stopping and Stopped events were published",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

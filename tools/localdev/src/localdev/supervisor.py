@@ -230,7 +230,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         say(f"- logs: {self.log_dir}/ (moto.log, {self.functions_logs}, stream-mapper.log, reconciler.log)")
 
-        say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS) on {self.aws_url}")
+        say(f"- starting moto (DynamoDB, DynamoDB Streams, ECS, EventBridge, SQS) on {self.aws_url}")
         moto = self._spawn([sys.executable, "-m", "localdev.moto_serial", "-H", "127.0.0.1", "-p", str(self.aws_port)], "moto.log")
         self._wait(lambda: http("GET", f"{self.aws_url}/moto-api/")[0] == 200, 60, moto, "moto", "moto.log")
         # ECS tasks in moto advance a state each time they are described; real
