@@ -235,29 +235,22 @@ impl FinalizerStore for MemTable {
     }
 }
 
+/// The entries of one partition set of the fake stopping index.
+fn index_entries(index: &Mutex<HashMap<(String, String), String>>) -> Vec<StoppingRun> {
+    let entries = index.lock().unwrap();
+    entries
+        .iter()
+        .map(|((arn, run), since)| StoppingRun { workflow_arn: arn.clone(), run_id: run.clone(), since: since.clone() })
+        .collect()
+}
+
 impl ReconcilerStore for MemTable {
     async fn stopping_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
-        let stopping = self.stopping.lock().unwrap();
-        Ok(stopping
-            .iter()
-            .map(|((arn, run), since)| StoppingRun {
-                workflow_arn: arn.clone(),
-                run_id: run.clone(),
-                since: since.clone(),
-            })
-            .collect())
+        Ok(index_entries(&self.stopping))
     }
 
     async fn watched_runs(&self) -> Result<Vec<StoppingRun>, StoreError> {
-        let watched = self.watched.lock().unwrap();
-        Ok(watched
-            .iter()
-            .map(|((arn, run), since)| StoppingRun {
-                workflow_arn: arn.clone(),
-                run_id: run.clone(),
-                since: since.clone(),
-            })
-            .collect())
+        Ok(index_entries(&self.watched))
     }
 }
 
