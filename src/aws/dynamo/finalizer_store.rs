@@ -2,11 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::update::Update;
 use super::{attr, history_event, n, s, watch_shard, DynamoRunStore};
-use crate::aws::upstream::from_sdk;
+use crate::aws::upstream::{from_sdk, is_item_too_large, is_validation};
 use crate::domain::{stopping_shard, RunKey, RunStatus};
 use crate::ports::{CancelWrite, FinalizeWrite, FinalizerStore, StoppedWrite, StoreError, WatchWrite};
 
@@ -125,20 +128,12 @@ impl FinalizerStore for DynamoRunStore {
     /// `UnconfirmedWorkers`, late finds join it, each with a history event;
     /// the end of the watch removes the map and the index keys, conditioned
     /// on the map being the size read. Small by construction (a few entries
-    /// and events), so it is not fitted to the item size limit: a refusal is
-    /// an error and the next pass tries again.
+    /// and events), so it is not fitted to the item size limit: if DynamoDB
+    /// refuses it as too large, or as invalid because `History` is not a
+    /// list, it is sent again without its events (logged), so the watch
+    /// still ends; any other refusal is an error and the next pass tries
+    /// again.
     async fn update_watch(&self, key: &RunKey, w: &WatchWrite) -> Result<bool, StoreError> {
-        let mut names: Vec<(String, &str)> = vec![
-            ("#status".into(), attr::STATUS),
-            ("#modified".into(), attr::MODIFIED_AT),
-            ("#history".into(), attr::HISTORY),
-            ("#u".into(), attr::UNCONFIRMED_WORKERS),
-        ];
-        let mut values: Vec<(String, AttributeValue)> = vec![
-            (":stopped".into(), s(RunStatus::Stopped.as_str())),
-            (":now".into(), s(&w.at)),
-            (":empty".into(), AttributeValue::L(Vec::new())),
-        ];
         let mut events = Vec::new();
         if !w.found.is_empty() {
             events.push(history_event(
@@ -154,10 +149,47 @@ impl FinalizerStore for DynamoRunStore {
                 vec![("Workers", task_list(w.confirmed.iter())), ("Count", n(w.confirmed.len()))],
             ));
         }
+        match self.send_watch(key, w, &events).await {
+            Err(err) if !events.is_empty() && (is_item_too_large(&err) || is_validation(&err)) => {
+                tracing::error!(item = %key, events = ?events, "the watch's history events cannot be appended (item size limit, or a History that is not a list): written without them");
+                self.send_watch(key, w, &[]).await.map_or_else(watch_answer, |_| Ok(true))
+            }
+            result => result.map_or_else(watch_answer, |_| Ok(true)),
+        }
+    }
+}
+
+/// A watch write's failure: a failed condition is `false` (the run changed
+/// since it was read), anything else an error.
+fn watch_answer(err: SdkError<UpdateItemError, HttpResponse>) -> Result<bool, StoreError> {
+    if err.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception) {
+        Ok(false)
+    } else {
+        Err(from_sdk("dynamodb", "UpdateItem", &err).into())
+    }
+}
+
+impl DynamoRunStore {
+    /// The watch's one `UpdateItem`, appending `events` to the history.
+    async fn send_watch(
+        &self,
+        key: &RunKey,
+        w: &WatchWrite,
+        events: &[AttributeValue],
+    ) -> Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>> {
+        let mut names: Vec<(String, &str)> = vec![
+            ("#status".into(), attr::STATUS),
+            ("#modified".into(), attr::MODIFIED_AT),
+            ("#u".into(), attr::UNCONFIRMED_WORKERS),
+        ];
+        let mut values: Vec<(String, AttributeValue)> =
+            vec![(":stopped".into(), s(RunStatus::Stopped.as_str())), (":now".into(), s(&w.at))];
         let mut sets = vec!["#modified = :now".to_owned()];
         if !events.is_empty() {
+            names.push(("#history".into(), attr::HISTORY));
             sets.push("#history = list_append(if_not_exists(#history, :empty), :events)".into());
-            values.push((":events".into(), AttributeValue::L(events)));
+            values.push((":empty".into(), AttributeValue::L(Vec::new())));
+            values.push((":events".into(), AttributeValue::L(events.to_vec())));
         }
         let mut removes = Vec::new();
         let mut condition = "#status = :stopped".to_owned();
@@ -204,16 +236,6 @@ impl FinalizerStore for DynamoRunStore {
         for (placeholder, value) in values {
             req = req.expression_attribute_values(placeholder, value);
         }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err.as_service_error().is_some_and(
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::is_conditional_check_failed_exception,
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(from_sdk("dynamodb", "UpdateItem", &err).into()),
-        }
+        req.send().await
     }
 }

@@ -871,3 +871,41 @@ async fn put_events_sends_ten_a_call_and_reports_each_refused_entry() {
     assert_eq!(refused, vec![1], "exactly the refused entry: {results:?}");
     assert!(results[1].as_deref().unwrap().contains("ThrottlingException"));
 }
+
+/// The reconciler's follow-up of a watched run appends its events to the
+/// history. On a run at DynamoDB's item size limit (or whose `History` is
+/// not a list), that append is refused: the follow-up is sent again without
+/// its events (logged), so the watch still records the confirmation and
+/// ends, instead of failing on every pass. An expression names only what it
+/// uses (DynamoDB refuses unused names and values).
+#[tokio::test]
+async fn a_follow_up_refused_for_its_history_events_is_written_without_them() {
+    use mwaa_stop::ports::{FinalizerStore, WatchWrite};
+    let with_events = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| r.update_expression().unwrap().contains("list_append"))
+        .then_error(|| validation("Item size to update has exceeded the maximum allowed size"));
+    let without = mock!(aws_sdk_dynamodb::Client::update_item)
+        .match_requests(|r| {
+            let names = r.expression_attribute_names().unwrap();
+            let values = r.expression_attribute_values().unwrap();
+            r.update_expression() == Some("SET #modified = :now REMOVE #u, #shard, #since")
+                && !names.contains_key("#history")
+                && !values.contains_key(":empty")
+                && !values.contains_key(":events")
+                && r.condition_expression() == Some("#status = :stopped AND size(#u) = :read_len")
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let store = DynamoRunStore::new(
+        mock_client!(aws_sdk_dynamodb, aws_smithy_mocks::RuleMode::MatchAny, [&with_events, &without], no_retries),
+        "Runs",
+    );
+    let write = WatchWrite {
+        at: "2026-11-21T10:20:00.000Z".into(),
+        confirmed: vec!["old-task".into()],
+        found: Default::default(),
+        end_watch: true,
+        read_len: 1,
+    };
+    assert!(store.update_watch(&key(), &write).await.unwrap(), "the watch ends");
+    assert_eq!((with_events.num_calls(), without.num_calls()), (1, 1));
+}
