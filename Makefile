@@ -120,7 +120,7 @@ integration: venv
 	cargo test --test it -- moto:: runtime::lambda::
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-airflow
 
 # The SAM template's checks (template-check, sam-venv, ...).
 include mk/template.mk
@@ -128,3 +128,5 @@ include mk/template.mk
 include mk/sam-local.mk
 # The reliability suite's targets (reliability, reliability-long).
 include mk/reliability.mk
+# The Airflow provider's virtualenv and tests (airflow-venv, airflow-test).
+include mk/airflow.mk

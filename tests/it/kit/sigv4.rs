@@ -133,8 +133,8 @@ pub fn verify_sigv4_for(
 /// Every verdict the verifier reached, in order.
 pub type Seen = Arc<Mutex<Vec<Result<String, String>>>>;
 
-/// Serves `StopWorkflowRun` for requests whose signature verifies, 403
-/// (`InvalidSignatureException`) otherwise.
+/// Serves `StopWorkflowRun` and `GetWorkflowRun` (a STOPPING run) for
+/// requests whose signature verifies, 403 (`InvalidSignatureException`) otherwise.
 pub async fn start_verifier() -> (Server, Seen) {
     let seen: Seen = Arc::default();
     let log = seen.clone();
@@ -153,10 +153,19 @@ pub async fn start_verifier() -> (Server, Seen) {
             log.lock().unwrap().push(verdict.clone());
             let (status, doc, error_type) = match verdict {
                 Ok(_) => {
+                    // A run that is STOPPING: the answer of StopWorkflowRun,
+                    // or of GetWorkflowRun.
                     let input: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let doc = serde_json::json!({
-                        "WorkflowArn": input["WorkflowArn"], "RunId": input["RunId"], "Status": "STOPPING"
-                    });
+                    let (arn, run_id) = (&input["WorkflowArn"], &input["RunId"]);
+                    let target = parts.headers.get("x-amz-target").and_then(|t| t.to_str().ok()).unwrap_or("");
+                    let doc = if target.ends_with(".GetWorkflowRun") {
+                        serde_json::json!({
+                            "WorkflowArn": arn, "RunId": run_id,
+                            "RunDetail": { "WorkflowArn": arn, "RunId": run_id, "RunState": "STOPPING" }
+                        })
+                    } else {
+                        serde_json::json!({ "WorkflowArn": arn, "RunId": run_id, "Status": "STOPPING" })
+                    };
                     (200, doc, None)
                 }
                 Err(why) => (403, serde_json::json!({ "message": why }), Some("InvalidSignatureException")),

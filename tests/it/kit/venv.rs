@@ -1,7 +1,7 @@
 //! The project's virtualenv (moto, cargo-lambda, the AWS CLI), created on
 //! first use, and the environment its tools run in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
@@ -17,8 +17,8 @@ pub fn venv() -> PathBuf {
 /// the caller is used as it is.
 pub fn venv_bin(name: &str) -> PathBuf {
     let path = venv().join("bin").join(name);
-    if std::env::var_os("MWAA_STOP_VENV").is_none() && !venv_installed() {
-        ensure_project_venv();
+    if std::env::var_os("MWAA_STOP_VENV").is_none() {
+        ensure_venv(&venv(), "venv");
     }
     assert!(
         path.exists(),
@@ -28,28 +28,40 @@ pub fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
-/// `make venv` touches this stamp only after every tool is installed (its
-/// `python` exists long before that).
-fn venv_installed() -> bool {
-    venv().join(".installed").exists()
+/// The Python of `.venv-airflow`, Apache Airflow with its Amazon provider
+/// (mk/airflow.mk), created with `make airflow-venv` on first use as
+/// [`venv_bin`] creates the project's.
+pub fn airflow_python() -> PathBuf {
+    let dir = project_dir().join(".venv-airflow");
+    ensure_venv(&dir, "airflow-venv");
+    dir.join("bin/python")
 }
 
-fn ensure_project_venv() {
+/// `make <target>` creates the virtualenv `dir` unless its stamp is there:
+/// the make targets touch `.installed` only after every package is installed
+/// (its `python` exists long before that). Under a file lock, so test
+/// processes run side by side install it once.
+fn ensure_venv(dir: &Path, target: &str) {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let installed = || dir.join(".installed").exists();
+    if installed() {
+        return;
+    }
     let _in_process = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(project_dir().join("target")).expect("create target/");
-    let lock = std::fs::File::create(project_dir().join("target/.venv-install.lock")).expect("create the venv lock");
-    lock.lock().expect("lock the venv install");
-    if venv_installed() {
+    let lock = std::fs::File::create(project_dir().join(format!("target/.{target}-install.lock")))
+        .expect("create the virtualenv's lock");
+    lock.lock().expect("lock the virtualenv's install");
+    if installed() {
         return; // another thread or test process finished it while this one waited
     }
-    eprintln!("creating the project's virtualenv with `make venv` (first time only)");
+    eprintln!("creating {} with `make {target}` (first time only)", dir.display());
     let status = Command::new("make")
-        .args(["--no-print-directory", "venv"])
+        .args(["--no-print-directory", target])
         .current_dir(project_dir())
         .status()
-        .expect("run `make venv` (GNU make is needed to create the test tools' virtualenv)");
-    assert!(status.success(), "`make venv` failed: see its message above");
+        .expect("run make (GNU make is needed to create the test tools' virtualenvs)");
+    assert!(status.success(), "`make {target}` failed: see its message above");
 }
 
 /// `cmd` with the environment of a developer's shell rather than of a test

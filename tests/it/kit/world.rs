@@ -75,31 +75,9 @@ impl World {
         arns.iter().map(|a| by_arn.get(a).cloned().unwrap_or_else(|| "MISSING".into())).collect()
     }
 
-    /// Write a run item the way a scheduler would.
+    /// Write a run item the way a scheduler would ([`run_item`]).
     pub async fn put_run(&self, arn: &str, run_id: &str, status: &str, workers: &[String]) {
-        let mut item = HashMap::from([
-            ("WorkflowArn".to_owned(), s(arn)),
-            ("RunId".to_owned(), s(run_id)),
-            ("Status".to_owned(), s(status)),
-            ("WorkflowVersion".to_owned(), s("v3")),
-            ("RunType".to_owned(), s("ON_DEMAND")),
-            ("CreatedAt".to_owned(), s("2026-11-20T10:00:00.000Z")),
-            ("StartedOn".to_owned(), s("2026-11-20T10:00:05.000Z")),
-            ("ModifiedAt".to_owned(), s("2026-11-20T10:00:05.000Z")),
-            (
-                "History".to_owned(),
-                AttributeValue::L(vec![AttributeValue::M(HashMap::from([
-                    ("Event".to_owned(), s("Started")),
-                    ("At".to_owned(), s("2026-11-20T10:00:05.000Z")),
-                ]))]),
-            ),
-        ]);
-        if !workers.is_empty() {
-            item.insert(
-                "Workers".to_owned(),
-                AttributeValue::M(workers.iter().map(|w| (w.clone(), s(&self.cluster))).collect()),
-            );
-        }
+        let item = run_item(arn, run_id, status, workers, &self.cluster);
         self.ddb.put_item().table_name(&self.table).set_item(Some(item)).send().await.unwrap();
     }
 
@@ -239,6 +217,38 @@ impl World {
 
 /// Finalizer bounds for tests: quick polls, generous waits (a slow machine
 /// must never make a run look stuck).
+/// A run item as a scheduler writes it: `status`, started 2026-11-20, its
+/// `workers` (task ARNs) in `cluster`.
+pub fn run_item(
+    arn: &str,
+    run_id: &str,
+    status: &str,
+    workers: &[String],
+    cluster: &str,
+) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("WorkflowArn".to_owned(), s(arn)),
+        ("RunId".to_owned(), s(run_id)),
+        ("Status".to_owned(), s(status)),
+        ("WorkflowVersion".to_owned(), s("v3")),
+        ("RunType".to_owned(), s("ON_DEMAND")),
+        ("CreatedAt".to_owned(), s("2026-11-20T10:00:00.000Z")),
+        ("StartedOn".to_owned(), s("2026-11-20T10:00:05.000Z")),
+        ("ModifiedAt".to_owned(), s("2026-11-20T10:00:05.000Z")),
+        (
+            "History".to_owned(),
+            AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+                ("Event".to_owned(), s("Started")),
+                ("At".to_owned(), s("2026-11-20T10:00:05.000Z")),
+            ]))]),
+        ),
+    ]);
+    if !workers.is_empty() {
+        item.insert("Workers".to_owned(), AttributeValue::M(workers.iter().map(|w| (w.clone(), s(cluster))).collect()));
+    }
+    item
+}
+
 pub fn test_finalizer_limits() -> FinalizerLimits {
     FinalizerLimits {
         wait: Duration::from_secs(60),

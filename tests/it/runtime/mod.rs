@@ -1,3 +1,4 @@
+mod airflow;
 mod authz;
 mod lambda;
 mod local_stack;
