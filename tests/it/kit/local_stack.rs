@@ -264,3 +264,25 @@ pub async fn finalized_once(aws: &str, arn: &str, run_id: &str) -> String {
         .clone();
     stopped["FinalizedBy"].as_s().unwrap().clone()
 }
+
+/// The detail-types of the run events of `run_id` that reached the local
+/// stack's `run-events` queue (fed by a rule on moto's `default` bus, as
+/// `make events` reads it), oldest first, polled until `want` are all there
+/// or `within` passes. Read messages are deleted.
+pub async fn run_events_of(aws: &str, run_id: &str, want: &[&str], within: Duration) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config_for(aws).await);
+    let url = sqs.get_queue_url().queue_name("run-events").send().await.unwrap().queue_url.unwrap();
+    let mut seen = Vec::new();
+    let give_up = Instant::now() + within;
+    while !want.iter().all(|w| seen.iter().any(|s| s == w)) && Instant::now() < give_up {
+        let out = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await;
+        for m in out.unwrap().messages.unwrap_or_default() {
+            let event: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap();
+            if event["detail"]["runId"] == run_id {
+                seen.push(event["detail-type"].as_str().unwrap_or_default().to_owned());
+            }
+            sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
+    }
+    seen
+}

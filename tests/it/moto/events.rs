@@ -178,3 +178,25 @@ async fn a_failed_put_events_is_delivered_again_and_a_race_is_still_one_event() 
         "one transition, one event"
     );
 }
+
+/// The committed `events/run-events-stream.json` (what `sam local invoke
+/// RunEventsFunction` and `cargo lambda invoke run-events` are shown with) is
+/// a real, working input: a scheduler's `RUNNING → SUCCESS` is one
+/// `Run Succeeded` event on the bus, no batch item failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_stream_event_publishes_one_run_succeeded_event() {
+    let world = World::new().await;
+    let (sqs, queue) = subscribe(&world, "mwaa-stop").await;
+    let publisher = EventBridgePublisher::from_conf(&sdk_config_for(&world.moto.url).await, "default", "mwaa-stop");
+    let text = std::fs::read_to_string(project_dir().join("events/run-events-stream.json")).unwrap();
+    let answer = handle_batch(&publisher, serde_json::from_str(&text).unwrap()).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let events = received(&sqs, &queue).await;
+    assert_eq!(
+        transitions(&events),
+        [("MWAA Serverless Workflow Run Succeeded".to_owned(), "RUNNING -> SUCCESS".to_owned())]
+    );
+    let arn = "arn:aws:airflow-serverless:us-east-1:123456789012:workflow/nightly-etl-a1B2c3D4e5";
+    assert_eq!(events[0]["resources"], serde_json::json!([arn]));
+    assert_eq!(events[0]["detail"]["runId"], "scheduled-2026-11-21");
+}

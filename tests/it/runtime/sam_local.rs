@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::kit::local_stack::{all_workers_stopped, finalized_once, stop_and_wait_stopped, RunningStack};
+use crate::kit::local_stack::{
+    all_workers_stopped, finalized_once, run_events_of, stop_and_wait_stopped, RunningStack,
+};
 use crate::kit::*;
 use serde_json::Value;
 
@@ -131,7 +133,8 @@ print(first, state)
 /// `make sam-local` (its `sam-up` command) on free ports, end to end: READY
 /// names start-api's root as the API; the demo run stopped with
 /// aws-sdk-mwaaserverless reaches STOPPED with its three workers stopped,
-/// finalized by the stream mapping through `sam local start-lambda`; a second
+/// finalized by the stream mapping through `sam local start-lambda`, its
+/// Stopping and Stopped events published by run-events in its container; a second
 /// run seeded with `make seed`'s command is stopped with botocore; then,
 /// against the same stack, `sam local invoke` of every events/ file gives its
 /// documented answer and a request without an IAM identity is served only
@@ -157,6 +160,11 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     let (arn, run_id) = stack.demo.clone();
     let finalized_by = stop_and_wait_stopped(&stack.api, &stack.aws, &arn, &run_id, 3, Duration::from_secs(180)).await;
     assert_eq!(finalized_by, "stream", "the stream mapping delivered the record to the finalizer through start-lambda");
+    // The second mapping delivered the same stream to run-events, in its own
+    // container, which published to moto's bus.
+    let stop_events = ["MWAA Serverless Workflow Run Stopping", "MWAA Serverless Workflow Run Stopped"];
+    let published = run_events_of(&stack.aws, &run_id, &stop_events, Duration::from_secs(120)).await;
+    assert_eq!(published, stop_events, "the demo run's stop events, once each");
 
     // Another run, seeded as `make seed SAM_LOCAL=1` does, stopped with botocore.
     let seeded = as_from_a_shell(&mut Command::new(venv_bin("python")))
@@ -179,11 +187,17 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     assert_eq!(finalized_once(&stack.aws, &arn2, &run2).await, "stream");
 
     invoke_every_event(aws_port, &log_dir);
+    let succeeded = ["MWAA Serverless Workflow Run Succeeded"];
+    let published = run_events_of(&stack.aws, "scheduled-2026-11-21", &succeeded, Duration::from_secs(60)).await;
+    assert_eq!(published, succeeded, "sam local invoke of events/run-events-stream.json published its event");
     unauthenticated_only_with_the_local_switch(aws_port, &log_dir);
 
     // The warm containers of start-api and start-lambda, one per function.
     let containers = containers_of(aws_port);
-    assert!(containers.len() >= 3, "run-api, stop-finalizer and stop-reconciler containers: {containers:?}");
+    assert!(
+        containers.len() >= 4,
+        "run-api, stop-finalizer, stop-reconciler and run-events containers: {containers:?}"
+    );
     stack.terminate(3, Duration::from_secs(120));
     let left = containers_of(aws_port);
     assert!(left.is_empty(), "containers left behind: {left:?}; logs in {}", log_dir.display());
@@ -211,13 +225,14 @@ fn invoke_every_event(aws_port: u16, dir: &Path) {
         assert_eq!(header(&answer, "x-amzn-errortype"), Some(error), "{name}: {answer}");
         checked.push(name.to_owned());
     }
-    let answer = invoke("StopFinalizerFunction", "events/stop-finalizer-stream.json", &env, aws_port);
-    assert_eq!(
-        answer,
-        serde_json::json!({"batchItemFailures": []}),
-        "a STOPPING record of an unknown run: nothing to do"
-    );
-    checked.push("stop-finalizer-stream.json".to_owned());
+    for (function, name, why) in [
+        ("StopFinalizerFunction", "stop-finalizer-stream.json", "a STOPPING record of an unknown run: nothing to do"),
+        ("RunEventsFunction", "run-events-stream.json", "a scheduler's RUNNING → SUCCESS: one event published"),
+    ] {
+        let answer = invoke(function, &format!("events/{name}"), &env, aws_port);
+        assert_eq!(answer, serde_json::json!({"batchItemFailures": []}), "{name}: {why}");
+        checked.push(name.to_owned());
+    }
     events.sort();
     checked.sort();
     assert_eq!(events, checked, "every file in events/ is invoked");

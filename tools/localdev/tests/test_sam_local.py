@@ -18,6 +18,7 @@ from pathlib import Path
 from localdev import cfn_template
 from localdev.common import ROOT, TABLE
 from localdev.sam import ENV_FILE, FUNCTION_IDS, HOST_FROM_CONTAINER, Forwarder, env_vars_file, local_parameters, sam_local_args
+from localdev.events import BUS, SOURCE
 from localdev.settings import LocalSettings
 
 
@@ -29,15 +30,19 @@ def declared_env(template: dict, function: str) -> dict:
 def test_the_env_file_sets_only_variables_the_template_declares():
     """SAM's --env-vars silently drops a variable the template does not
     declare, so every entry of events/sam-local-env.json must be declared by
-    its function; each function gets the local run table."""
+    its function; each function that reads the run table gets the local
+    one (run-events reads only its stream records), and run-events the bus
+    and source make local uses."""
     template = cfn_template.load()
     env = json.loads(ENV_FILE.read_text())
     assert set(env) == set(FUNCTION_IDS.values())
     for function, variables in env.items():
         declared = declared_env(template, function)
         assert set(variables) <= set(declared), f"{function}: {sorted(set(variables) - set(declared))} not declared"
-        assert variables["RUNS_TABLE"] == TABLE
+        if "RUNS_TABLE" in declared:
+            assert variables["RUNS_TABLE"] == TABLE, function
         assert all(isinstance(v, str) for v in variables.values())
+    assert (env["RunEventsFunction"]["EVENT_BUS_NAME"], env["RunEventsFunction"]["EVENT_SOURCE"]) == (BUS, SOURCE)
 
 
 def test_the_stack_env_file_points_at_its_moto_and_serves_without_identity(tmp_path):

@@ -3,9 +3,11 @@ containers instead of `cargo lambda watch`.
 
     run-api                       behind `sam local start-api` (the template's
                                   HTTP API route, payload 2.0): `api=` is its URL
-    stop-finalizer, the reconciler behind `sam local start-lambda` (the Lambda
-                                  Invoke API), fed by the local stream mapping
-                                  and the reconciler's schedule
+    stop-finalizer, the reconciler,
+    run-events                    behind `sam local start-lambda` (the Lambda
+                                  Invoke API), fed by the local stream mappings
+                                  and the reconciler's schedule; run-events
+                                  publishes to moto's default bus
 
 Both serve the arm64 build of `sam build` (target/sam/build/) in the image
 `public.ecr.aws/lambda/provided:al2023-arm64` (the real one, or the stand-in of
@@ -40,7 +42,12 @@ IMAGE = "public.ecr.aws/lambda/provided:al2023-arm64"
 # How a Lambda container reaches the host (Docker resolves host-gateway).
 HOST_FROM_CONTAINER = "host.docker.internal"
 # SAM names functions by their logical ids.
-FUNCTION_IDS = {"run-api": "RunApiFunction", "stop-finalizer": "StopFinalizerFunction", RECONCILER: "StopReconcilerFunction"}
+FUNCTION_IDS = {
+    "run-api": "RunApiFunction",
+    "stop-finalizer": "StopFinalizerFunction",
+    RECONCILER: "StopReconcilerFunction",
+    "run-events": "RunEventsFunction",
+}
 
 
 def sam_env() -> dict:
@@ -243,8 +250,7 @@ class SamStack(Stack):
         self.api_url = self.base_url
         self.invoke_url = f"http://127.0.0.1:{lambda_port}"
         self.finalizer_name, self.reconciler_name = FUNCTION_IDS["stop-finalizer"], FUNCTION_IDS[RECONCILER]
-        # run-events is not run in SAM's containers (make local runs it).
-        self.events_name = None
+        self.events_name = FUNCTION_IDS["run-events"]
         self.functions_logs = "sam-start-api.log, sam-start-lambda.log"
         self.forwarder: Forwarder | None = None
         self.containers_checked = False
@@ -277,7 +283,7 @@ class SamStack(Stack):
             say(f"- moto is reachable from the containers as http://{HOST_FROM_CONTAINER}:{self.aws_port} (via {gateway})")
         env_file = env_vars_file(settings, self.log_dir, self.aws_port)
         say(
-            f"- starting run-api behind `sam local start-api` on {self.base_url} and stop-finalizer and {RECONCILER} behind "
+            f"- starting run-api behind `sam local start-api` on {self.base_url} and stop-finalizer, {RECONCILER} and run-events behind "
             f"`sam local start-lambda` on {self.invoke_url}: arm64 Lambda containers from target/sam/build/ "
             "(the first invocation of each starts its container: under arm64 emulation this takes a while)"
         )
