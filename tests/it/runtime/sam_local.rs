@@ -161,10 +161,14 @@ async fn sam_local_stops_runs_in_lambda_containers_and_shuts_down_cleanly() {
     let finalized_by = stop_and_wait_stopped(&stack.api, &stack.aws, &arn, &run_id, 3, Duration::from_secs(180)).await;
     assert_eq!(finalized_by, "stream", "the stream mapping delivered the record to the finalizer through start-lambda");
     // The second mapping delivered the same stream to run-events, in its own
-    // container, which published to moto's bus.
-    let stop_events = ["MWAA Serverless Workflow Run Stopping", "MWAA Serverless Workflow Run Stopped"];
-    let published = run_events_of(&stack.aws, &run_id, &stop_events, Duration::from_secs(120)).await;
-    assert_eq!(published, stop_events, "the demo run's stop events, once each");
+    // container, which published to moto's bus: the seeded insert, then the stop.
+    let run_events = [
+        "MWAA Serverless Workflow Run Running",
+        "MWAA Serverless Workflow Run Stopping",
+        "MWAA Serverless Workflow Run Stopped",
+    ];
+    let published = run_events_of(&stack.aws, &run_id, &run_events, Duration::from_secs(120)).await;
+    assert_eq!(published, run_events, "one event per transition of the demo run, in order");
 
     // Another run, seeded as `make seed SAM_LOCAL=1` does, stopped with botocore.
     let seeded = as_from_a_shell(&mut Command::new(venv_bin("python")))
