@@ -1,6 +1,7 @@
 //! Section 9: what authorization costs (src/authz, docs/authorization.md).
-//! The decision per request (the policy set already loaded: Cedar entities,
-//! request and evaluation, as `Service` makes it before any table access)
+//! The decision per request (the policy set already loaded, as `Service`
+//! makes it before any table access): a question asked before (the set's
+//! decision cache) and a new one (Cedar entities, request and evaluation),
 //! and the load of a policy set (parse, `@id` naming, strict validation
 //! against the shipped schema: what init and each changed refresh pay), for
 //! the shipped default, the three examples together, and 100 policies.
@@ -62,6 +63,29 @@ fn decision_cost(
     (median(means), allowed)
 }
 
+/// Median over `rounds` of the mean time of `per_round` decisions of
+/// questions never asked before (each from another source IP, so none is in
+/// the set's decision cache): what the first stop of a caller from an
+/// address costs.
+fn new_question_cost(authz: &Authz, caller: &Caller, wf: &WorkflowArn, rounds: usize, per_round: usize) -> Duration {
+    let mut means = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let ips: Vec<String> = (0..per_round)
+            .map(|i| {
+                let n = round * per_round + i;
+                format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)
+            })
+            .collect();
+        let t = Instant::now();
+        for ip in &ips {
+            let q = Question { caller, action: Action::StopWorkflowRun, workflow: wf, source_ip: Some(ip) };
+            std::hint::black_box(authz.decide(std::hint::black_box(&q)));
+        }
+        means.push(t.elapsed() / per_round as u32);
+    }
+    median(means)
+}
+
 /// The same question, Cedar's evaluation alone (entities and request built once).
 fn evaluation_cost(
     policies: &Policies,
@@ -118,7 +142,7 @@ pub fn section(smoke: bool) -> (String, Value) {
         ("100 policies", hundred, Some("x")),
     ];
     let mut md = String::from(
-        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access (principal normalized, entities from their cache, context and request built, evaluation), the set loaded; \"of which Cedar's evaluation\": the same question prepared once; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) | of which Cedar's evaluation (ops, prod) |\n|---|---:|---:|---:|---:|---:|\n",
+        "\n## 9. Authorization (Cedar, in process)\n\nDecision: one `Authz::decide` as `Service` calls it before any table access, the set loaded: a question asked before (principal normalized, the answer from the set's decision cache), and a new question (another source IP each time: entities from their cache, context and request built, Cedar's evaluation, the answer kept); \"of which Cedar's evaluation\": the same question prepared once; median over rounds of the mean of many decisions. Load: parse, name and validate the set against the schema (init, and each refresh that finds a changed text), median.\n\n| policy set | policies | load | decision: ops stops prod (forbid) | decision: a bot stops its own (permit) | decision, new question (ops, prod) | of which Cedar's evaluation (ops, prod) |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut rows = Vec::new();
     for (name, text, configured) in &sets {
@@ -130,19 +154,21 @@ pub fn section(smoke: bool) -> (String, Value) {
         let load = load_cost(text, loads);
         let (deny, deny_allowed) = decision_cost(&authz, &ops, &prod, rounds, per_round);
         let (permit, permit_allowed) = decision_cost(&authz, &bot, &etl, rounds, per_round);
+        let fresh = new_question_cost(&authz, &ops, &prod, rounds, per_round);
         let eval = evaluation_cost(&Policies::parse(text).unwrap(), &ops, &prod, rounds, per_round);
         let verdict = |a: bool| if a { "allow" } else { "deny" };
         md.push_str(&format!(
-            "| {name} | {n} | {:.2} ms | {:.1} µs ({}) | {:.1} µs ({}) | {:.1} µs |\n",
+            "| {name} | {n} | {:.2} ms | {:.2} µs ({}) | {:.2} µs ({}) | {:.1} µs | {:.1} µs |\n",
             us(load) / 1000.0,
             us(deny),
             verdict(deny_allowed),
             us(permit),
             verdict(permit_allowed),
+            us(fresh),
             us(eval)
         ));
         rows.push(json!({"set": name, "policies": n, "load_us": us(load), "decision_forbid_us": us(deny),
-            "decision_forbid_allowed": deny_allowed, "decision_permit_us": us(permit), "decision_permit_allowed": permit_allowed, "evaluation_only_us": us(eval)}));
+            "decision_forbid_allowed": deny_allowed, "decision_permit_us": us(permit), "decision_permit_allowed": permit_allowed, "decision_new_question_us": us(fresh), "evaluation_only_us": us(eval)}));
     }
     (md, json!(rows))
 }

@@ -3,19 +3,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     RestrictedExpression, Schema,
 };
 
+use super::cache::Bounded;
 use super::policies::Policies;
 use super::principal::{normalize, LOCAL_ACCOUNT, LOCAL_PRINCIPAL};
 use crate::domain::{Caller, WorkflowArn};
 
 /// The actions of the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     StopWorkflowRun,
     GetWorkflowRun,
@@ -103,9 +104,6 @@ fn string(value: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(value.to_owned())
 }
 
-/// Decide `q` with `policies`. `configured` says whether the set was
-/// configured (false: the shipped default), which only matters for the local
-/// unauthenticated caller.
 /// A question as Cedar takes it, built once: for measuring Cedar's
 /// evaluation apart from the building (`make bench`).
 pub struct Prepared {
@@ -128,6 +126,21 @@ impl Prepared {
     }
 }
 
+/// A question as the decision cache keys it: what Cedar's answer depends on
+/// (the principal normalized, its account, the workflow, the action, and the
+/// source IP as the context carries it: only one Cedar can read).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecisionKey {
+    principal: String,
+    account: String,
+    workflow: String,
+    action: Action,
+    source_ip: Option<String>,
+}
+
+/// Decide `q` with `policies`. `configured` says whether the set was
+/// configured (false: the shipped default), which only matters for the local
+/// unauthenticated caller.
 pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decision {
     let (principal, account) = match q.caller {
         Caller::Iam { account, principal } => (normalize(principal), account.as_str()),
@@ -136,18 +149,39 @@ pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decisi
         }
         Caller::LocalUnauthenticated => (LOCAL_PRINCIPAL.to_owned(), LOCAL_ACCOUNT),
     };
+    let key = DecisionKey {
+        principal,
+        account: account.to_owned(),
+        workflow: q.workflow.as_str().to_owned(),
+        action: q.action,
+        source_ip: source_ip(q).map(str::to_owned),
+    };
+    let principal = key.principal.clone();
+    // A question asked again with this set is answered from its cache; what
+    // cannot be put to Cedar is denied and not kept.
+    policies.decisions.get_or_build(key, || evaluate(policies, &principal, account, q)).unwrap_or_else(|d| d)
+}
+
+/// Cedar's decision of `q` asked by `principal` of `account`; `Err` is the
+/// deny of a question Cedar cannot take.
+fn evaluate(policies: &Policies, principal: &str, account: &str, q: &Question<'_>) -> Result<Decision, Decision> {
     // The request is built here from the schema's own types, so it is not
     // checked against the schema per request (that check costs more than the
     // evaluation); `authz::tests::requests_conform_to_the_schema` checks the
     // construction with the schema.
-    let (request, entities) = match cedar_request(&principal, account, q, None) {
-        Ok(built) => built,
-        Err(why) => return Decision::deny(Basis::Malformed(why)),
-    };
+    let (request, entities) =
+        cedar_request(principal, account, q, None).map_err(|why| Decision::deny(Basis::Malformed(why)))?;
     let response = Authorizer::new().is_authorized(&request, &policies.set, &entities);
     let ids = response.diagnostics().reason().map(ToString::to_string).collect();
     let errors = response.diagnostics().errors().map(ToString::to_string).collect();
-    Decision { allowed: response.decision() == CedarDecision::Allow, basis: Basis::Policies(ids), errors }
+    Ok(Decision { allowed: response.decision() == CedarDecision::Allow, basis: Basis::Policies(ids), errors })
+}
+
+/// The source IP as the context carries it: an address Cedar cannot read as
+/// an IP is left out (the attribute is optional), so a policy on it does not
+/// apply, and a permit that needs it does not permit.
+fn source_ip<'a>(q: &Question<'a>) -> Option<&'a str> {
+    q.source_ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
 }
 
 /// The Cedar request and entities of `q` asked by `principal` of `account`,
@@ -166,11 +200,8 @@ pub(crate) fn cedar_request(
         Some(_) => entities_of(&principal_uid, account, &resource_uid, q.workflow, schema)?,
         None => cached_entities(&principal_uid, principal, account, &resource_uid, q.workflow)?,
     };
-    // An address Cedar cannot read as an IP is left out (the attribute is
-    // optional): a policy on it then does not apply, and a permit that
-    // needs it does not permit.
     let mut pairs = Vec::with_capacity(1);
-    if let Some(ip) = q.source_ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+    if let Some(ip) = source_ip(q) {
         pairs.push(("sourceIp".to_owned(), RestrictedExpression::new_ip(ip)));
     }
     let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
@@ -191,7 +222,8 @@ type EntityKey = (String, String, String);
 
 /// The two entities depend only on the principal, its account and the
 /// workflow ARN: built once per distinct triple, since building them is most
-/// of a decision's cost (`make bench` section 9).
+/// of a decision's cost when the decision itself is not cached yet (`make
+/// bench` section 9).
 fn cached_entities(
     principal_uid: &EntityUid,
     principal: &str,
@@ -199,19 +231,11 @@ fn cached_entities(
     resource_uid: &EntityUid,
     wf: &WorkflowArn,
 ) -> Result<Entities, String> {
-    static CACHE: OnceLock<Mutex<HashMap<EntityKey, Entities>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    static CACHE: OnceLock<Bounded<EntityKey, Entities>> = OnceLock::new();
     let key = (principal.to_owned(), account.to_owned(), wf.as_str().to_owned());
-    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(hit.clone());
-    }
-    let built = entities_of(principal_uid, account, resource_uid, wf, None)?;
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.len() >= ENTITY_CACHE_MAX {
-        cache.clear();
-    }
-    cache.insert(key, built.clone());
-    Ok(built)
+    CACHE
+        .get_or_init(|| Bounded::new(ENTITY_CACHE_MAX))
+        .get_or_build(key, || entities_of(principal_uid, account, resource_uid, wf, None))
 }
 
 fn entities_of(

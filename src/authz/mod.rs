@@ -8,12 +8,14 @@
 //!   session is its role);
 //! - `policies.rs`: the shipped schema and default policy, parsing and
 //!   validating a policy set;
-//! - `decide.rs`: one decision.
+//! - `decide.rs`: one decision, kept per question by the set;
+//! - `cache.rs`: the bounded caches of decisions and entities.
 //!
 //! [`Authz`] is the process's current policy set, shared by every request
 //! and replaced whole by a refresh. A set that cannot be used makes it fail
 //! closed: every decision a deny.
 
+mod cache;
 mod decide;
 mod policies;
 mod principal;

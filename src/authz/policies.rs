@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 
 use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
 
+use super::cache::Bounded;
+use super::decide::{Decision, DecisionKey};
+
 /// The schema every policy set is validated against (`policies/schema.cedarschema`).
 pub const SCHEMA: &str = include_str!("../../policies/schema.cedarschema");
 /// The default policy set: today's rule (`policies/default.cedar`).
@@ -27,10 +30,19 @@ pub(crate) fn schema() -> &'static Schema {
     })
 }
 
-/// A validated policy set.
-#[derive(Debug, Clone)]
+/// At most this many decisions are kept per policy set; past it the cache
+/// starts over.
+pub(crate) const DECISION_CACHE_MAX: usize = 1024;
+
+/// A validated policy set, and the decisions made with it.
+#[derive(Debug)]
 pub struct Policies {
     pub(crate) set: PolicySet,
+    /// Decisions already made with this set, per question (principal,
+    /// account, workflow, action, source IP): Cedar's answer depends on
+    /// nothing else, so a question asked again is answered from here. A new
+    /// set (a refresh that changed the text) starts with none.
+    pub(crate) decisions: Bounded<DecisionKey, Decision>,
 }
 
 impl Policies {
@@ -61,7 +73,7 @@ impl Policies {
             let errors: Vec<String> = result.validation_errors().take(5).map(|e| full(e)).collect();
             return Err(PolicyError(format!("does not validate against the schema: {}", errors.join("; "))));
         }
-        Ok(Policies { set })
+        Ok(Policies { set, decisions: Bounded::new(DECISION_CACHE_MAX) })
     }
 
     /// The shipped default policy set.

@@ -70,11 +70,14 @@ fn a_permit_allows_only_what_it_names() {
     assert!(!ask(&authz, &iam(ALICE), Action::StopWorkflowRun, &arn("123456789012", "etl-bot-daily")).allowed);
 }
 
+/// The three together: ops (a session of the role), and a `prod*` workflow.
+fn ops_and_prod() -> (Authz, Caller, WorkflowArn) {
+    (set(&[OPS, NO_PROD, DEFAULT_POLICY]), iam(OPS_SESSION), arn("123456789012", "prod-orders"))
+}
+
 #[test]
 fn forbid_wins_over_permit() {
-    let authz = set(&[OPS, NO_PROD, DEFAULT_POLICY]);
-    let ops = iam(OPS_SESSION);
-    let prod = arn("123456789012", "prod-orders");
+    let (authz, ops, prod) = ops_and_prod();
     let denied = ask(&authz, &ops, Action::StopWorkflowRun, &prod);
     assert!(!denied.allowed);
     assert_eq!(denied.policy_ids(), ["no-prod-stops"], "the deciding forbid is named");
@@ -111,8 +114,15 @@ fn context_carries_the_source_ip() {
     let q = |ip| Question { caller: &caller, action: Action::StopWorkflowRun, workflow: &wf, source_ip: ip };
     assert!(authz.decide(&q(Some("203.0.113.9"))).allowed);
     assert!(!authz.decide(&q(Some("198.51.100.1"))).allowed);
+    // Another source IP is another question for the decision cache.
+    assert!(authz.decide(&q(Some("203.0.113.9"))).allowed, "the allowed address is still allowed");
+    assert!(!authz.decide(&q(Some("198.51.100.1"))).allowed, "the other is still denied");
+    assert_eq!(kept(&authz), 2);
+    // No address and an address Cedar cannot read are one question: the
+    // context without `sourceIp`.
     assert!(!authz.decide(&q(None)).allowed);
     assert!(!authz.decide(&q(Some("not an ip"))).allowed);
+    assert_eq!(kept(&authz), 3);
 }
 
 #[test]
@@ -192,4 +202,61 @@ fn requests_conform_to_the_schema() {
             super::decide::cedar_request(&normalize(ALICE), "123456789012", &q, Some(schema)).unwrap();
         }
     }
+}
+
+/// How many decisions the current set keeps.
+fn kept(authz: &Authz) -> usize {
+    match &*authz.current() {
+        State::Default(p) | State::Configured(p) => p.decisions.len(),
+        State::FailClosed(_) => 0,
+    }
+}
+
+#[test]
+fn a_question_asked_again_is_answered_from_the_cache() {
+    let (authz, ops, prod) = ops_and_prod();
+    let first = ask(&authz, &ops, Action::StopWorkflowRun, &prod);
+    assert_eq!(kept(&authz), 1);
+    assert_eq!(ask(&authz, &ops, Action::StopWorkflowRun, &prod), first, "the same answer, the same basis");
+    assert_eq!(kept(&authz), 1);
+    // The role and its sessions are one principal, so one question.
+    ask(&authz, &iam("arn:aws:sts::123456789012:assumed-role/ops/bob"), Action::StopWorkflowRun, &prod);
+    assert_eq!(kept(&authz), 1);
+    // Another action, workflow or caller is another question.
+    assert!(ask(&authz, &ops, Action::GetWorkflowRun, &prod).allowed);
+    assert!(ask(&authz, &ops, Action::StopWorkflowRun, &arn("123456789012", "etl")).allowed);
+    assert!(!ask(&authz, &iam(MALLORY), Action::StopWorkflowRun, &arn("123456789012", "etl")).allowed);
+    assert_eq!(kept(&authz), 4);
+}
+
+#[test]
+fn a_refresh_invalidates_the_cached_decisions() {
+    let authz = set(&[DEFAULT_POLICY]);
+    let wf = arn("123456789012", "prod-orders");
+    assert!(ask(&authz, &iam(ALICE), Action::StopWorkflowRun, &wf).allowed);
+    // A new set: its answers are its own, none kept from the old one.
+    authz.install(&[DEFAULT_POLICY, NO_PROD].join("\n")).unwrap();
+    assert_eq!(kept(&authz), 0, "a new set starts with no decision");
+    let denied = ask(&authz, &iam(ALICE), Action::StopWorkflowRun, &wf);
+    assert!(!denied.allowed);
+    assert_eq!(denied.policy_ids(), ["no-prod-stops"]);
+    // Failing closed, then valid again: nothing from before comes back.
+    assert!(authz.install("permit (").is_err());
+    assert!(!ask(&authz, &iam(ALICE), Action::StopWorkflowRun, &wf).allowed);
+    authz.install(DEFAULT_POLICY).unwrap();
+    assert!(ask(&authz, &iam(ALICE), Action::StopWorkflowRun, &wf).allowed);
+}
+
+#[test]
+fn the_decision_cache_is_bounded() {
+    let authz = set(&[DEFAULT_POLICY]);
+    let wf = arn("123456789012", "etl");
+    let caller = iam(ALICE);
+    for i in 0..=super::policies::DECISION_CACHE_MAX {
+        let ip = format!("10.0.{}.{}", i / 256, i % 256);
+        let q = Question { caller: &caller, action: Action::StopWorkflowRun, workflow: &wf, source_ip: Some(&ip) };
+        assert!(authz.decide(&q).allowed);
+        assert!(kept(&authz) <= super::policies::DECISION_CACHE_MAX);
+    }
+    assert_eq!(kept(&authz), 1, "full: started over");
 }
