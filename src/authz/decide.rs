@@ -149,6 +149,9 @@ pub fn decide(policies: &Policies, configured: bool, q: &Question<'_>) -> Decisi
         }
         Caller::LocalUnauthenticated => (LOCAL_PRINCIPAL.to_owned(), LOCAL_ACCOUNT),
     };
+    // A set that never reads the context is asked without it: the source
+    // IP changes nothing of its answer, so it is not part of the question.
+    let q = &Question { source_ip: if policies.reads_context { q.source_ip } else { None }, ..*q };
     let key = DecisionKey {
         principal,
         account: account.to_owned(),
@@ -200,11 +203,11 @@ pub(crate) fn cedar_request(
         Some(_) => entities_of(&principal_uid, account, &resource_uid, q.workflow, schema)?,
         None => cached_entities(&principal_uid, principal, account, &resource_uid, q.workflow)?,
     };
-    let mut pairs = Vec::with_capacity(1);
-    if let Some(ip) = source_ip(q) {
-        pairs.push(("sourceIp".to_owned(), RestrictedExpression::new_ip(ip)));
-    }
-    let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+    let context = match (source_ip(q), schema) {
+        (None, _) => Context::empty(),
+        (Some(ip), Some(_)) => ip_context(ip)?,
+        (Some(ip), None) => cached_ip_context(ip)?,
+    };
     let action = match q.action {
         Action::StopWorkflowRun => n.stop.clone(),
         Action::GetWorkflowRun => n.get.clone(),
@@ -212,6 +215,20 @@ pub(crate) fn cedar_request(
     let request =
         cedar_policy::Request::new(principal_uid, action, resource_uid, context, schema).map_err(|e| e.to_string())?;
     Ok((request, entities))
+}
+
+/// The context of a request from `ip` (an address Cedar reads as one).
+fn ip_context(ip: &str) -> Result<Context, String> {
+    Context::from_pairs([("sourceIp".to_owned(), RestrictedExpression::new_ip(ip))]).map_err(|e| e.to_string())
+}
+
+/// [`ip_context`], kept per address: building it costs more than a Cedar
+/// evaluation of the examples (`RestrictedExpression::new_ip` parses the
+/// name `ip` with Cedar's parser each time, about 6 µs here), and a
+/// function's callers come from few addresses.
+fn cached_ip_context(ip: &str) -> Result<Context, String> {
+    static CACHE: OnceLock<Bounded<String, Context>> = OnceLock::new();
+    CACHE.get_or_init(|| Bounded::new(ENTITY_CACHE_MAX)).get_or_build(ip.to_owned(), || ip_context(ip))
 }
 
 /// At most this many (principal, account, workflow) entity stores are kept;

@@ -43,6 +43,12 @@ pub struct Policies {
     /// nothing else, so a question asked again is answered from here. A new
     /// set (a refresh that changed the text) starts with none.
     pub(crate) decisions: Bounded<DecisionKey, Decision>,
+    /// Whether a policy of the set may read the request's `context`: false
+    /// when the set's text never names `context` (the only way a policy can
+    /// reach it; a mention in a comment or a string only makes this
+    /// cautious). A set that cannot read it is asked with an empty context,
+    /// and its decisions are kept per question without the source IP.
+    pub(crate) reads_context: bool,
 }
 
 impl Policies {
@@ -73,7 +79,8 @@ impl Policies {
             let errors: Vec<String> = result.validation_errors().take(5).map(|e| full(e)).collect();
             return Err(PolicyError(format!("does not validate against the schema: {}", errors.join("; "))));
         }
-        Ok(Policies { set, decisions: Bounded::new(DECISION_CACHE_MAX) })
+        let reads_context = text.contains("context");
+        Ok(Policies { set, decisions: Bounded::new(DECISION_CACHE_MAX), reads_context })
     }
 
     /// The shipped default policy set.

@@ -125,6 +125,30 @@ fn context_carries_the_source_ip() {
     assert_eq!(kept(&authz), 3);
 }
 
+/// A set that never names `context` cannot read the source IP: it is asked
+/// without it, and the same caller, action and workflow from any address
+/// is one question. A set that names it (even only in a comment) is asked
+/// with it.
+#[test]
+fn a_set_that_never_reads_the_context_is_asked_without_the_source_ip() {
+    let wf = arn("123456789012", "etl");
+    let caller = iam(ALICE);
+    let q = |ip| Question { caller: &caller, action: Action::StopWorkflowRun, workflow: &wf, source_ip: ip };
+    let plain = set(&[DEFAULT_POLICY]);
+    for ip in [Some("203.0.113.9"), Some("198.51.100.1"), None, Some("not an ip")] {
+        assert!(plain.decide(&q(ip)).allowed);
+    }
+    assert_eq!(kept(&plain), 1, "one question whatever the address");
+    let cautious = set(&[
+        "// a comment that names context
+",
+        DEFAULT_POLICY,
+    ]);
+    assert!(cautious.decide(&q(Some("203.0.113.9"))).allowed);
+    assert!(cautious.decide(&q(Some("198.51.100.1"))).allowed);
+    assert_eq!(kept(&cautious), 2, "the text names context: asked with the address");
+}
+
 #[test]
 fn an_invalid_policy_set_fails_closed() {
     let wf = arn("123456789012", "etl");
@@ -250,11 +274,10 @@ fn a_refresh_invalidates_the_cached_decisions() {
 #[test]
 fn the_decision_cache_is_bounded() {
     let authz = set(&[DEFAULT_POLICY]);
-    let wf = arn("123456789012", "etl");
     let caller = iam(ALICE);
     for i in 0..=super::policies::DECISION_CACHE_MAX {
-        let ip = format!("10.0.{}.{}", i / 256, i % 256);
-        let q = Question { caller: &caller, action: Action::StopWorkflowRun, workflow: &wf, source_ip: Some(&ip) };
+        let wf = arn("123456789012", &format!("etl-{i}"));
+        let q = Question { caller: &caller, action: Action::StopWorkflowRun, workflow: &wf, source_ip: None };
         assert!(authz.decide(&q).allowed);
         assert!(kept(&authz) <= super::policies::DECISION_CACHE_MAX);
     }
