@@ -15,6 +15,9 @@ use crate::stop::FanOutLimits;
 
 pub(crate) const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
 
+/// `false` turns the direct `StopTask` off: every call through the SDK client.
+pub const DIRECT_STOP_TASK_VAR: &str = "ECS_DIRECT_STOP_TASK";
+
 /// Set to `true` only for local runs. The deployed template never sets it.
 pub const LOCAL_AUTH_VAR: &str = "ALLOW_UNAUTHENTICATED_LOCAL";
 
@@ -33,6 +36,9 @@ pub struct ApiConfig {
     pub api: ApiSettings,
     pub sdk: SdkSettings,
     pub ecs_rates: EcsRates,
+    /// `ECS_DIRECT_STOP_TASK` (default on): `StopTask` sent first without
+    /// the SDK's orchestrator, on its connector (`aws::EcsWorkers`).
+    pub ecs_direct_stop_task: bool,
     pub policies: PolicySource,
     /// How often a configured policy set is read again.
     pub policy_refresh: Duration,
@@ -102,9 +108,15 @@ impl Env<'_> {
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        self.flag_or(var, false)
+    }
+
+    /// `true`/`1` or `false`/`0`; unset or empty: `default`.
+    fn flag_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.0.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(false),
-            Some(v) if v.is_empty() || v == "false" || v == "0" => Ok(false),
+            None => Ok(default),
+            Some(v) if v.is_empty() => Ok(default),
+            Some(v) if v == "false" || v == "0" => Ok(false),
             Some(v) if v == "true" || v == "1" => Ok(true),
             Some(_) => Err(ConfigError { var, value: self.0[var].clone(), why: "expected true or false" }),
         }
@@ -127,6 +139,7 @@ impl ApiConfig {
             },
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
+            ecs_direct_stop_task: env.flag_or(DIRECT_STOP_TASK_VAR, true)?,
             policies: policy_source(vars)?,
             policy_refresh: Duration::from_secs(env.number("AUTHZ_REFRESH_SECONDS", 60, 1, 86_400)?),
         })
@@ -145,6 +158,8 @@ pub struct FinalizerConfig {
     pub deadline_margin: Duration,
     pub sdk: SdkSettings,
     pub ecs_rates: EcsRates,
+    /// As [`ApiConfig::ecs_direct_stop_task`].
+    pub ecs_direct_stop_task: bool,
 }
 
 impl FinalizerConfig {
@@ -168,6 +183,7 @@ impl FinalizerConfig {
             deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
+            ecs_direct_stop_task: env.flag_or(DIRECT_STOP_TASK_VAR, true)?,
         })
     }
 
@@ -310,6 +326,15 @@ mod tests {
         assert_eq!(c.api.auth, AuthMode::Iam, "unauthenticated access must be opt-in");
         assert_eq!(c.fan_out.concurrency, 100, "one wave up to ECS's burst");
         assert_eq!(c.ecs_rates, EcsRates::default());
+    }
+
+    #[test]
+    fn the_direct_stop_task_is_on_unless_turned_off() {
+        assert!(ApiConfig::from_map(&HashMap::new()).unwrap().ecs_direct_stop_task);
+        assert!(FinalizerConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "")])).unwrap().ecs_direct_stop_task);
+        assert!(!ApiConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "false")])).unwrap().ecs_direct_stop_task);
+        assert!(!FinalizerConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "0")])).unwrap().ecs_direct_stop_task);
+        assert_eq!(ApiConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "off")])).unwrap_err().var, DIRECT_STOP_TASK_VAR);
     }
 
     #[test]

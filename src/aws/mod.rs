@@ -7,6 +7,7 @@ mod dynamo;
 mod ecs;
 mod ecs_direct;
 mod eventbridge;
+mod http;
 mod item;
 mod ssm;
 mod upstream;
@@ -19,7 +20,7 @@ use aws_config::BehaviorVersion;
 
 pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
-pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
+pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers, DIRECT_FALLBACK_METRIC};
 pub use eventbridge::EventBridgePublisher;
 pub use ssm::SsmPolicySource;
 
@@ -33,15 +34,20 @@ pub struct SdkSettings {
 }
 
 impl SdkSettings {
-    /// These settings on an SDK configuration loader.
+    /// These settings on an SDK configuration loader, with one HTTP client
+    /// for every client built from it (`http.rs`: one pool and trust store,
+    /// which the direct `StopTask` shares).
     pub fn apply(&self, loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-        loader.retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts)).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(self.connect_timeout)
-                .operation_attempt_timeout(self.attempt_timeout)
-                .operation_timeout(self.operation_timeout)
-                .build(),
-        )
+        loader
+            .http_client(http::shared_client())
+            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .operation_attempt_timeout(self.attempt_timeout)
+                    .operation_timeout(self.operation_timeout)
+                    .build(),
+            )
     }
 }
 
