@@ -295,6 +295,10 @@ fn sdk_settings(env: &Env) -> Result<SdkSettings, ConfigError> {
         connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
         attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
         operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
+        max_connections_per_host: match env.number("HTTP_MAX_CONNECTIONS_PER_HOST", 0, 0, 10_000)? {
+            0 => None,
+            n => Some(n as usize),
+        },
     })
 }
 

@@ -1,14 +1,17 @@
 //! The one HTTP client of a process, shared by every SDK client and by the
-//! direct `StopTask` ([`super::ecs_direct`]): the SDK's own default client
-//! (`aws-smithy-http-client`: hyper 1, rustls with AWS-LC, ALPN offering
-//! `h2` and `http/1.1`, the proxy rules of `HTTP(S)_PROXY` / `ALL_PROXY` /
-//! `NO_PROXY`), built once and put on the [`aws_config::SdkConfig`]. Its
-//! connectors are cached by their settings (connect and read timeouts), so
-//! clients with the same timeouts share one connection pool and one trust
-//! store, loaded once, at init.
+//! direct `StopTask` ([`super::ecs_direct`]): the SDK's connection pool
+//! (`aws_smithy_http_client::pool`: hyper 1, rustls with AWS-LC, ALPN
+//! offering `h2` and `http/1.1`, the proxy rules of `HTTP(S)_PROXY` /
+//! `ALL_PROXY` / `NO_PROXY`), built once and put on the
+//! [`aws_config::SdkConfig`]. One pool and one trust store, loaded once, at
+//! init; per host either one HTTP/2 connection that every concurrent call
+//! shares (its establishment is one "flight" that concurrent calls join, not
+//! one handshake each), or HTTP/1.1 connections, optionally bounded, with
+//! calls queued for a free one.
 
+use aws_smithy_http_client::pool::{Client, ConnectionPool};
 use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
+use aws_smithy_http_client::tls;
 use aws_smithy_runtime::client::auth::no_auth::{NoAuthScheme, NO_AUTH_SCHEME_ID};
 use aws_smithy_runtime::client::identity::no_auth::NoAuthIdentityResolver;
 use aws_smithy_runtime::client::identity::IdentityCache;
@@ -18,20 +21,19 @@ use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpClie
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-/// The SDK's default HTTPS client, as `aws-smithy-runtime` builds it for the
-/// current behavior version (rustls with AWS-LC, proxies from the
-/// environment), built here so that one instance serves every client.
-pub fn shared_client() -> SharedHttpClient {
-    Builder::new().build_with_connector_fn(|settings, components| {
-        let mut builder =
-            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder.set_proxy_config(Some(ProxyConfig::from_env()));
-        builder.build()
-    })
+/// The process's HTTP client: one connection pool, at most
+/// `max_connections_per_host` live connections to one host (`None`:
+/// unbounded; calls beyond it wait for a connection, HTTP/1.1 carries one
+/// call at a time).
+pub fn shared_client(max_connections_per_host: Option<usize>) -> Result<SharedHttpClient, String> {
+    let mut builder = ConnectionPool::builder().proxy_config(ProxyConfig::from_env());
+    builder.set_max_connections_per_host(max_connections_per_host);
+    let pool = builder
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .build_https()
+        .map_err(|e| format!("the HTTP connection pool: {e}"))?;
+    let client = Client::new(&pool).map_err(|e| format!("the HTTP client: {e}"))?;
+    Ok(SharedHttpClient::new(client))
 }
 
 /// The settings the SDK's orchestrator gives the HTTP client for a call

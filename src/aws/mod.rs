@@ -31,6 +31,9 @@ pub struct SdkSettings {
     pub connect_timeout: Duration,
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
+    /// Live connections to one host at most (`None`: no bound); calls beyond
+    /// it wait for a connection (`http.rs`).
+    pub max_connections_per_host: Option<usize>,
 }
 
 impl SdkSettings {
@@ -38,16 +41,20 @@ impl SdkSettings {
     /// for every client built from it (`http.rs`: one pool and trust store,
     /// which the direct `StopTask` shares).
     pub fn apply(&self, loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-        loader
-            .http_client(http::shared_client())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(self.connect_timeout)
-                    .operation_attempt_timeout(self.attempt_timeout)
-                    .operation_timeout(self.operation_timeout)
-                    .build(),
-            )
+        let loader = match http::shared_client(self.max_connections_per_host) {
+            Ok(client) => loader.http_client(client),
+            Err(why) => {
+                tracing::warn!(%why, "each SDK client builds its own HTTP client; StopTask goes through the SDK only");
+                loader
+            }
+        };
+        loader.retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts)).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(self.connect_timeout)
+                .operation_attempt_timeout(self.attempt_timeout)
+                .operation_timeout(self.operation_timeout)
+                .build(),
+        )
     }
 }
 

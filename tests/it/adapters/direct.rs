@@ -131,6 +131,7 @@ async fn workers_with(url: &str, attempt_timeout: Duration, max_attempts: u32, d
         connect_timeout: Duration::from_secs(5),
         attempt_timeout,
         operation_timeout: Duration::from_secs(30),
+        max_connections_per_host: None,
     };
     let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, Some("session".into()), None, "test");
     let conf = settings
