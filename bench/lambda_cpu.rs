@@ -20,7 +20,9 @@
 //! the full vCPU and 256 MB, both HTTPS wires at every size);
 //! `--lambda-paths direct,sdk` the StopTask paths (`ECS_DIRECT_STOP_TASK`;
 //! default: direct, and sdk too at 512 MB); `--lambda-max-conns 0,16` the
-//! `HTTP_MAX_CONNECTIONS_PER_HOST` values (default 0, no bound); `--lambda-bin PATH` measures another build of `run-api` (profile
+//! `HTTP_MAX_CONNECTIONS_PER_HOST` values (default 0, no bound);
+//! `--lambda-init-conns 0,100` the `ECS_CONNECTIONS_AT_INIT` values (default
+//! 0); `--lambda-cold-only` leaves out the warm rows; `--lambda-bin PATH` measures another build of `run-api` (profile
 //! candidates); `--lambda-tag NAME` labels that build in the output.
 
 use std::fs::{File, OpenOptions};
@@ -170,6 +172,8 @@ struct Setting {
     direct: bool,
     /// `HTTP_MAX_CONNECTIONS_PER_HOST` (0: no bound).
     max_conns: usize,
+    /// `ECS_CONNECTIONS_AT_INIT`.
+    init_conns: usize,
 }
 
 impl Setting {
@@ -178,12 +182,13 @@ impl Setting {
     }
     fn label(&self) -> String {
         format!(
-            "{} MB ({:.3} vCPU), {}, {}, max conns {}",
+            "{} MB ({:.3} vCPU), {}, {}, max conns {}, opened at init {}",
             self.memory_mb,
             self.cpu_share(),
             self.wire.label(),
             self.path(),
-            self.max_conns
+            self.max_conns,
+            self.init_conns
         )
     }
     fn path(&self) -> &'static str {
@@ -230,7 +235,8 @@ impl Function {
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .env("AWS_LAMBDA_LOG_LEVEL", arg("--lambda-log-level").unwrap_or_else(|| "INFO".into()))
             .env("ECS_DIRECT_STOP_TASK", s.direct.to_string())
-            .env("HTTP_MAX_CONNECTIONS_PER_HOST", s.max_conns.to_string());
+            .env("HTTP_MAX_CONNECTIONS_PER_HOST", s.max_conns.to_string())
+            .env("ECS_CONNECTIONS_AT_INIT", s.init_conns.to_string());
         group.enter_on_exec(&mut cmd).expect("open the cgroup's cgroup.procs");
         let t0 = Instant::now();
         let child = cmd.spawn().expect("start the release binary (make bench builds it)");
@@ -372,6 +378,7 @@ fn settings() -> Vec<Setting> {
     let wires = arg("--lambda-wires").map(|_| list("--lambda-wires", Wire::parse, vec![]));
     let paths = arg("--lambda-paths").map(|_| list("--lambda-paths", |p| p == "direct", vec![]));
     let conns = list("--lambda-max-conns", |v| number(v) as usize, vec![0]);
+    let at_init = list("--lambda-init-conns", |v| number(v) as usize, vec![0]);
     let mut out = Vec::new();
     for &m in &mbs {
         let default_wires = if m == FULL_VCPU_MB || m == 256 {
@@ -383,7 +390,9 @@ fn settings() -> Vec<Setting> {
             let default_paths = if m == 512 && wire != Wire::Http { vec![true, false] } else { vec![true] };
             for &direct in paths.as_ref().unwrap_or(&default_paths) {
                 for &max_conns in &conns {
-                    out.push(Setting { memory_mb: m, wire, direct, max_conns });
+                    for &init_conns in &at_init {
+                        out.push(Setting { memory_mb: m, wire, direct, max_conns, init_conns });
+                    }
                 }
             }
         }
@@ -432,23 +441,25 @@ fn render(tag: &str, bin: &Path, d: Duration, warm: &[WarmRow], cold: &[ColdRow]
 The release `run-api` through the Runtime API in a cgroup v1 CPU quota of round(100000 × MemoryMB / 1769) µs per 100 ms \
 (Lambda: one vCPU at 1,769 MB), with STOP_CONCURRENCY = {STOP_CONCURRENCY}; floor = D × (1 + ceil(N / {STOP_CONCURRENCY})), \
 D = {} ms. HTTPS: rustls responder offering `h2` and `http/1.1` (h2) or `http/1.1` only (http/1.1), RSA-2048 chain, trusted through SSL_CERT_FILE; DynamoDB and ECS on two ports (two hosts). \
-StopTask path: `ECS_DIRECT_STOP_TASK` true (direct) or false (sdk); max conns: `HTTP_MAX_CONNECTIONS_PER_HOST` (∞: no bound). Warm: after 3 warm-up stops of the same N. \
+StopTask path: `ECS_DIRECT_STOP_TASK` true (direct) or false (sdk); max conns: `HTTP_MAX_CONNECTIONS_PER_HOST` (∞: no bound); \
+at init: `ECS_CONNECTIONS_AT_INIT` (connections to ECS opened in the background at init). Warm: after 3 warm-up stops of the same N. \
 CPU = the function process's CPU time (cpuacct); GB-s = MemoryMB / 1024 × p50 rounded up to 1 ms. \
 The responder (in the bench process) is not under the quota.\n\n\
-| memory MB | vCPU | wire | StopTask path | max conns | workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | CPU ms per stop | throttled periods per stop | GB-s per stop (p50) |\n\
-|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | CPU ms per stop | throttled periods per stop | GB-s per stop (p50) |\n\
+|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         ms(d)
     );
     let mut jwarm = Vec::new();
     for r in warm {
         let s = r.setting;
         md.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:.1} | {:.6} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:.1} | {:.6} |\n",
             s.memory_mb,
             s.cpu_share(),
             s.wire.label(),
             s.path(),
             s.conns(),
+            s.init_conns,
             r.n,
             r.runs,
             ms(r.p50),
@@ -465,27 +476,28 @@ The responder (in the bench process) is not under the quota.\n\n\
             "injected_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
             "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor),
             "cpu_share": s.cpu_share(), "tls": s.wire.tls(), "wire": s.wire.key(), "path": s.path(),
-            "max_connections_per_host": s.max_conns, "memory_mb": s.memory_mb, "stop_concurrency": STOP_CONCURRENCY,
+            "max_connections_per_host": s.max_conns, "connections_at_init": s.init_conns, "memory_mb": s.memory_mb, "stop_concurrency": STOP_CONCURRENCY,
             "cpu_ms_per_stop": ms(r.cpu_per_stop), "throttled_periods_per_stop": r.throttled_per_stop,
             "gb_s_per_stop_p50": gb_s(s.memory_mb, r.p50), "binary": tag}));
     }
     md.push_str(
         "\nCold (a fresh process per start, so its connections and TLS handshakes are in the first invoke; medians): \
 init = exec → first Runtime API poll; first invoke = the first stop of the process; GB-s = (init + first invoke) billed.\n\n\
-| memory MB | vCPU | wire | StopTask path | max conns | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) |\n\
-|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) |\n\
+|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut jcold = Vec::new();
     for r in cold {
         let s = r.setting;
         let billed = gb_s(s.memory_mb, r.init) + gb_s(s.memory_mb, r.first_invoke);
         md.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} |\n",
             s.memory_mb,
             s.cpu_share(),
             s.wire.label(),
             s.path(),
             s.conns(),
+            s.init_conns,
             r.n,
             r.starts,
             ms(r.init),
@@ -500,7 +512,7 @@ init = exec → first Runtime API poll; first invoke = the first stop of the pro
             "first_invoke_ms": ms(r.first_invoke), "first_invoke_cpu_ms": ms(r.first_invoke_cpu),
             "floor_ms": ms(r.floor), "first_invoke_ratio": ms(r.first_invoke) / ms(r.floor),
             "cpu_share": s.cpu_share(), "tls": s.wire.tls(), "wire": s.wire.key(), "path": s.path(),
-            "max_connections_per_host": s.max_conns, "memory_mb": s.memory_mb, "gb_s_init_and_first_invoke": billed,
+            "max_connections_per_host": s.max_conns, "connections_at_init": s.init_conns, "memory_mb": s.memory_mb, "gb_s_init_and_first_invoke": billed,
             "binary": tag}));
     }
     md.push_str(&format!("\nBinary: `{}`.\n", bin.display()));

@@ -93,6 +93,15 @@ impl EcsWorkers {
         EcsWorkers { client: aws_sdk_ecs::Client::from_conf(config), direct, budget }
     }
 
+    /// Opens `connections` connections to ECS now, in the background, for
+    /// the first `StopTask` wave of a cold process (the direct path's
+    /// endpoint, on the shared pool; nothing without the direct path).
+    pub fn open_connections(&self, connections: usize) {
+        if let Some(direct) = &self.direct {
+            direct.open_connections(connections);
+        }
+    }
+
     /// Whether `StopTask` is first sent directly.
     pub fn direct_stop_task(&self) -> bool {
         self.direct.is_some()

@@ -237,6 +237,24 @@ impl DirectStopTask {
         }
     }
 
+    /// Opens up to `connections` connections to the ECS endpoint in the
+    /// background (an unsigned `HEAD /` on each, its answer dropped), so a
+    /// cold process's first wave finds them open: over HTTP/1.1 one
+    /// connection per concurrent request, over HTTP/2 one in all. Outside a
+    /// Tokio runtime it does nothing.
+    pub(crate) fn open_connections(&self, connections: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        for _ in 0..connections {
+            let (connector, uri) = (self.inner.connector.clone(), self.inner.uri.clone());
+            runtime.spawn(async move {
+                let head = http::Request::head(uri).body(SdkBody::empty()).map_err(|e| e.to_string());
+                if let Ok(request) = head.and_then(|r| HttpRequest::try_from(r).map_err(|e| e.to_string())) {
+                    let _ = connector.call(request).await;
+                }
+            });
+        }
+    }
+
     /// The cached credentials, fetched again shortly before they expire
     /// (one fetch at a time; concurrent calls wait for it).
     async fn credentials(&self) -> Result<Credentials, String> {

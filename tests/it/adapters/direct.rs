@@ -58,6 +58,7 @@ struct Seen {
     by_sdk: bool,
     /// The request target as sent (absolute only through a proxy).
     uri: String,
+    method: String,
     signature: Result<String, String>,
     target: String,
     body: Value,
@@ -84,6 +85,7 @@ async fn ecs(script: Vec<Answer>) -> Ecs {
             log.lock().unwrap().push(Seen {
                 by_sdk: parts.headers.contains_key("x-amz-user-agent"),
                 uri: parts.uri.to_string(),
+                method: parts.method.to_string(),
                 signature: verify_sigv4_for("ecs", "POST", parts.uri.path(), "", &parts.headers, &body),
                 target: header("x-amz-target"),
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -332,4 +334,30 @@ async fn stops_through_the_proxy_environment() {
     let proxied = workers(&url.replace("127.0.0.1", "localhost"), Duration::from_secs(10)).await;
     let stop = proxied.stop_task(CLUSTER, TASK, "r").await.unwrap();
     assert_eq!(stop, TaskStop::Accepted { last_status: Some("STOPPED".into()) }, "answered by the proxy");
+}
+
+/// `ECS_CONNECTIONS_AT_INIT`: connections to ECS opened in the background
+/// (an unsigned `HEAD /` each), which the first `StopTask`s then use: no
+/// connection is opened for them.
+#[tokio::test]
+async fn connections_opened_at_init_carry_the_first_stops() {
+    let ecs = ecs(vec![ok("RUNNING")]).await;
+    let workers = workers(&ecs.url, Duration::from_secs(10)).await;
+
+    workers.open_connections(2);
+    for _ in 0..1000 {
+        if ecs.seen().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let opened = ecs.server.connections();
+    workers.stop_task(CLUSTER, TASK, "r").await.unwrap();
+
+    let seen = ecs.seen();
+    let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, vec!["HEAD", "HEAD", "POST"], "{seen:?}");
+    assert!(seen[2].signature.is_ok() && !seen[2].by_sdk);
+    assert!((1..=2).contains(&opened), "{opened} connections opened at init");
+    assert_eq!(ecs.server.connections(), opened, "the stop went out on a connection opened at init");
 }
