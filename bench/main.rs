@@ -215,6 +215,24 @@ struct LatencyRow {
     ecs_requests: u64,
 }
 
+impl LatencyRow {
+    /// The cells N, runs, p50, p99, injected D, physical floor, p50 / floor
+    /// and p99 / floor of a Markdown row.
+    fn physical_cells(&self) -> String {
+        format!(
+            "{} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3}",
+            self.n,
+            self.runs,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.d_eff),
+            ms(self.physical_floor),
+            ms(self.p50) / ms(self.physical_floor),
+            ms(self.p99) / ms(self.physical_floor)
+        )
+    }
+}
+
 /// (workers, runs) of each latency row.
 fn latency_plan(o: &Opts) -> &'static [(usize, usize)] {
     if o.smoke {
@@ -352,15 +370,8 @@ fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
     let mut jrows = Vec::new();
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.1} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
-            r.n,
-            r.runs,
-            ms(r.p50),
-            ms(r.p99),
-            ms(r.d_eff),
-            ms(r.physical_floor),
-            ms(r.p50) / ms(r.physical_floor),
-            ms(r.p99) / ms(r.physical_floor),
+            "| {} | {:.1} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
+            r.physical_cells(),
             ms(r.floor),
             ms(r.p50) / ms(r.floor),
             ms(r.naive_floor),
@@ -682,18 +693,10 @@ async fn wire_rows(o: &Opts, md: &mut String) -> Value {
                 }
                 let vs = direct.iter().find(|(n, _)| *n == r.n).map_or(f64::NAN, |(_, d)| ms(r.p50) / ms(*d));
                 md.push_str(&format!(
-                    "| {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.3} | {:.3} | {:.3} | {:.2} |\n",
+                    "| {} | {} | {} | {vs:.3} | {:.2} |\n",
                     wire.label(),
                     path.key(),
-                    r.n,
-                    r.runs,
-                    ms(r.p50),
-                    ms(r.p99),
-                    ms(r.d_eff),
-                    ms(r.physical_floor),
-                    ms(r.p50) / ms(r.physical_floor),
-                    ms(r.p99) / ms(r.physical_floor),
-                    vs,
+                    r.physical_cells(),
                     ms(r.cpu_per_stop)
                 ));
                 out.push(json!({"wire": wire.key(), "path": path.key(), "workers": r.n, "runs": r.runs,
