@@ -30,6 +30,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -284,6 +285,9 @@ struct ColdRow {
     first_invoke: Duration,
     first_invoke_cpu: Duration,
     floor: Duration,
+    /// Connections ECS accepted per start (TLS wires), and how many of
+    /// them negotiated `h2`: (all, h2), medians.
+    ecs_connections: (u64, u64),
 }
 
 fn floor(d: Duration, n: usize) -> Duration {
@@ -327,9 +331,16 @@ async fn warm_rows(bin: &Path, s: Setting, ep: &Responder, d: Duration, plan: &[
 
 async fn cold_row(bin: &Path, s: Setting, ep: &Responder, d: Duration, n: usize, starts: usize) -> ColdRow {
     let (mut init, mut init_cpu, mut first, mut first_cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut conns, mut h2) = (vec![], vec![]);
+    let accepted =
+        || (ep.counts.ecs_connections.load(Ordering::SeqCst), ep.counts.ecs_h2_connections.load(Ordering::SeqCst));
     for i in 0..starts {
+        let before = accepted();
         let f = Function::start(bin, s, ep).await;
         let (wall, cpu) = f.stop(&format!("n{n}-lccold{i}")).await;
+        let after = accepted();
+        conns.push(after.0 - before.0);
+        h2.push(after.1 - before.1);
         init.push(f.init);
         init_cpu.push(f.init_cpu);
         first.push(wall);
@@ -339,6 +350,8 @@ async fn cold_row(bin: &Path, s: Setting, ep: &Responder, d: Duration, n: usize,
     for v in [&mut init, &mut init_cpu, &mut first, &mut first_cpu] {
         v.sort();
     }
+    conns.sort();
+    h2.sort();
     ColdRow {
         setting: s,
         n,
@@ -348,6 +361,7 @@ async fn cold_row(bin: &Path, s: Setting, ep: &Responder, d: Duration, n: usize,
         first_invoke: percentile(&first, 0.5),
         first_invoke_cpu: percentile(&first_cpu, 0.5),
         floor: floor(d, n),
+        ecs_connections: (conns[conns.len() / 2], h2[h2.len() / 2]),
     }
 }
 
@@ -483,15 +497,15 @@ The responder (in the bench process) is not under the quota.\n\n\
     md.push_str(
         "\nCold (a fresh process per start, so its connections and TLS handshakes are in the first invoke; medians): \
 init = exec → first Runtime API poll; first invoke = the first stop of the process; GB-s = (init + first invoke) billed.\n\n\
-| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) |\n\
-|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) | ECS connections (h2) |\n\
+|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut jcold = Vec::new();
     for r in cold {
         let s = r.setting;
         let billed = gb_s(s.memory_mb, r.init) + gb_s(s.memory_mb, r.first_invoke);
         md.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} | {} ({}) |\n",
             s.memory_mb,
             s.cpu_share(),
             s.wire.label(),
@@ -506,13 +520,16 @@ init = exec → first Runtime API poll; first invoke = the first stop of the pro
             ms(r.first_invoke_cpu),
             ms(r.floor),
             ms(r.first_invoke) / ms(r.floor),
-            billed
+            billed,
+            r.ecs_connections.0,
+            r.ecs_connections.1
         ));
         jcold.push(json!({"workers": r.n, "starts": r.starts, "init_ms": ms(r.init), "init_cpu_ms": ms(r.init_cpu),
             "first_invoke_ms": ms(r.first_invoke), "first_invoke_cpu_ms": ms(r.first_invoke_cpu),
             "floor_ms": ms(r.floor), "first_invoke_ratio": ms(r.first_invoke) / ms(r.floor),
             "cpu_share": s.cpu_share(), "tls": s.wire.tls(), "wire": s.wire.key(), "path": s.path(),
             "max_connections_per_host": s.max_conns, "connections_at_init": s.init_conns, "memory_mb": s.memory_mb, "gb_s_init_and_first_invoke": billed,
+            "ecs_connections": r.ecs_connections.0, "ecs_h2_connections": r.ecs_connections.1,
             "binary": tag}));
     }
     md.push_str(&format!("\nBinary: `{}`.\n", bin.display()));

@@ -44,6 +44,10 @@ pub struct Counts {
     pub describe_tasks: AtomicU64,
     pub list_tasks: AtomicU64,
     pub other: AtomicU64,
+    /// Connections accepted on ECS's port (TLS wires; those that
+    /// negotiated `h2` counted again in `ecs_h2_connections`).
+    pub ecs_connections: AtomicU64,
+    pub ecs_h2_connections: AtomicU64,
     /// Total and count of the latencies actually injected, reported beside
     /// the nominal D so the instrument's own precision is visible.
     pub injected_nanos: AtomicU64,
@@ -190,7 +194,7 @@ pub fn remove_ca_file() {
 }
 
 /// Serve `handler` on a free loopback port over `wire`; its URL.
-async fn serve_on<F, Fut>(wire: Wire, handler: Arc<F>) -> (String, Listener)
+async fn serve_on<F, Fut>(wire: Wire, handler: Arc<F>, counts: Option<Arc<Counts>>) -> (String, Listener)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
@@ -217,10 +221,14 @@ where
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
             let _ = stream.set_nodelay(true);
-            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            let (acceptor, handler, counts) = (acceptor.clone(), handler.clone(), counts.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                if let Some(c) = &counts {
+                    c.ecs_connections.fetch_add(1, Ordering::Relaxed);
+                    c.ecs_h2_connections.fetch_add(u64::from(h2), Ordering::Relaxed);
+                }
                 let svc = service_fn(move |req: Request<Incoming>| handler(req));
                 let io = TokioIo::new(tls);
                 if h2 {
@@ -352,8 +360,8 @@ impl Responder {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
     {
-        let (url, ddb) = serve_on(wire, handler.clone()).await;
-        let (ecs_url, ecs) = serve_on(wire, handler).await;
+        let (url, ddb) = serve_on(wire, handler.clone(), None).await;
+        let (ecs_url, ecs) = serve_on(wire, handler, Some(counts.clone())).await;
         Responder { url, ecs_url, wire, counts, _servers: [ddb, ecs] }
     }
 
