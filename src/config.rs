@@ -39,8 +39,9 @@ pub struct ApiConfig {
     /// `ECS_DIRECT_STOP_TASK` (default on): `StopTask` sent first without
     /// the SDK's orchestrator, on its connector (`aws::EcsWorkers`).
     pub ecs_direct_stop_task: bool,
-    /// `ECS_CONNECTIONS_AT_INIT` (default 0): connections to ECS opened in
-    /// the background at init, for a cold process's first wave.
+    /// `ECS_CONNECTIONS_AT_INIT` (default 1): connections to ECS opened in
+    /// the background at init, for a cold process's first wave (one is
+    /// enough where ECS negotiates `h2`: every call then shares it).
     pub ecs_connections_at_init: usize,
     pub policies: PolicySource,
     /// How often a configured policy set is read again.
@@ -143,7 +144,7 @@ impl ApiConfig {
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
             ecs_direct_stop_task: env.flag_or(DIRECT_STOP_TASK_VAR, true)?,
-            ecs_connections_at_init: env.number("ECS_CONNECTIONS_AT_INIT", 0, 0, 1000)? as usize,
+            ecs_connections_at_init: env.number("ECS_CONNECTIONS_AT_INIT", 1, 0, 1000)? as usize,
             policies: policy_source(vars)?,
             policy_refresh: Duration::from_secs(env.number("AUTHZ_REFRESH_SECONDS", 60, 1, 86_400)?),
         })
@@ -348,7 +349,7 @@ mod tests {
         let c = c.unwrap();
         assert_eq!((c.ecs_connections_at_init, c.sdk.max_connections_per_host), (20, Some(16)));
         let c = ApiConfig::from_map(&HashMap::new()).unwrap();
-        assert_eq!((c.ecs_connections_at_init, c.sdk.max_connections_per_host), (0, None), "nothing opened, no bound");
+        assert_eq!((c.ecs_connections_at_init, c.sdk.max_connections_per_host), (1, None), "one opened, no bound");
     }
 
     #[test]

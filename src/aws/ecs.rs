@@ -34,6 +34,9 @@ pub const DIRECT_FALLBACK_METRIC: &str = "DirectStopTaskFallbacks";
 pub struct EcsWorkers {
     client: aws_sdk_ecs::Client,
     direct: Option<DirectStopTask>,
+    /// The direct sender whether or not `StopTask` uses it: it opens
+    /// connections at init ([`EcsWorkers::open_connections`]).
+    sender: Option<DirectStopTask>,
     budget: Budget,
 }
 
@@ -48,7 +51,7 @@ struct Budget {
 impl EcsWorkers {
     /// Every call through `client` (the tests' mocked clients).
     pub fn new(client: aws_sdk_ecs::Client) -> Self {
-        EcsWorkers { client, direct: None, budget: Budget { retry: None, timeouts: None } }
+        EcsWorkers { client, direct: None, sender: None, budget: Budget { retry: None, timeouts: None } }
     }
 
     /// [`EcsWorkers::from_conf_with`], the direct `StopTask` on.
@@ -79,26 +82,28 @@ impl EcsWorkers {
             builder = builder.endpoint_resolver(FixedEndpoint(endpoint.clone()));
         }
         let config = builder.build();
-        let direct = match (&endpoint, direct_stop_task) {
-            (_, false) => None,
-            (None, true) => {
-                tracing::warn!("StopTask goes through the SDK client only: no endpoint");
-                None
-            }
-            (Some(endpoint), true) => DirectStopTask::new(conf, &config, endpoint)
-                .inspect_err(|why| tracing::warn!(%why, "StopTask goes through the SDK client only"))
-                .ok(),
+        let sender = match &endpoint {
+            None => Err("no endpoint".to_string()),
+            Some(endpoint) => DirectStopTask::new(conf, &config, endpoint),
         };
+        let sender = sender
+            .inspect_err(|why| {
+                if direct_stop_task {
+                    tracing::warn!(%why, "StopTask goes through the SDK client only")
+                }
+            })
+            .ok();
+        let direct = sender.clone().filter(|_| direct_stop_task);
         let budget = Budget { retry: config.retry_config().cloned(), timeouts: config.timeout_config().cloned() };
-        EcsWorkers { client: aws_sdk_ecs::Client::from_conf(config), direct, budget }
+        EcsWorkers { client: aws_sdk_ecs::Client::from_conf(config), direct, sender, budget }
     }
 
     /// Opens `connections` connections to ECS now, in the background, for
-    /// the first `StopTask` wave of a cold process (the direct path's
-    /// endpoint, on the shared pool; nothing without the direct path).
+    /// the first `StopTask` wave of a cold process (ECS's endpoint, on the
+    /// shared pool, which the SDK client uses too).
     pub fn open_connections(&self, connections: usize) {
-        if let Some(direct) = &self.direct {
-            direct.open_connections(connections);
+        if let Some(sender) = &self.sender {
+            sender.open_connections(connections);
         }
     }
 
