@@ -4,10 +4,12 @@
 //! offering `h2` and `http/1.1`, the proxy rules of `HTTP(S)_PROXY` /
 //! `ALL_PROXY` / `NO_PROXY`), built once and put on the
 //! [`aws_config::SdkConfig`]. One pool and one trust store, loaded once, at
-//! init; per host either one HTTP/2 connection that every concurrent call
-//! shares (its establishment is one "flight" that concurrent calls join, not
-//! one handshake each), or HTTP/1.1 connections, optionally bounded, with
-//! calls queued for a free one.
+//! init; per host either one HTTP/2 connection that every call shares once
+//! it is open (a burst of calls before any connection to the host is open
+//! still opens one each, all negotiating `h2`: `make bench` section 7, and
+//! why `run-api` opens one to ECS at init, `ECS_CONNECTIONS_AT_INIT`), or
+//! HTTP/1.1 connections, optionally bounded, with calls queued for a free
+//! one.
 
 use aws_smithy_http_client::pool::{Client, ConnectionPool};
 use aws_smithy_http_client::proxy::ProxyConfig;
