@@ -7,17 +7,22 @@
 //!   in a `cpuacct` child that counts its CPU time (init included). Without a
 //!   writable cgroup v1 `cpu` controller the section prints one line saying so
 //!   and reports no row.
-//! - HTTPS: the responder's handler behind rustls with a certificate chain
-//!   made at bench start (an RSA-2048 CA and a leaf for 127.0.0.1, as AWS
-//!   endpoints present RSA-2048 chains); the SDK trusts it through
-//!   `SSL_CERT_FILE` (the system bundle plus the bench CA, so the client
-//!   loads a full trust store as on Lambda).
+//! - HTTPS: the responder's handler behind rustls (bench/responder.rs),
+//!   offering `h2` and `http/1.1` or `http/1.1` only, side by side; the SDK
+//!   trusts it through `SSL_CERT_FILE` (the system bundle plus the bench CA,
+//!   so the client loads a full trust store as on Lambda).
 //! - Fan-out: `STOP_CONCURRENCY=100` (one wave of up to 100 StopTask), so the
 //!   floor is D × (1 + ceil(N / 100)).
 //!
 //! `--lambda-cpu-only` runs this section alone and writes
 //! `lambda_cpu.{md,json}` into `--out`; `--lambda-mb 256,512` picks the memory
-//! sizes; `--lambda-bin PATH` measures another build of `run-api` (profile
+//! sizes; `--lambda-wires http,h2,http1` the wires (default: plain HTTP at
+//! the full vCPU and 256 MB, both HTTPS wires at every size);
+//! `--lambda-paths direct,sdk` the StopTask paths (`ECS_DIRECT_STOP_TASK`;
+//! default: direct, and sdk too at 512 MB); `--lambda-max-conns 0,16` the
+//! `HTTP_MAX_CONNECTIONS_PER_HOST` values (default 0, no bound);
+//! `--lambda-init-conns 0,100` the `ECS_CONNECTIONS_AT_INIT` values (default
+//! 0); `--lambda-cold-only` leaves out the warm rows; `--lambda-bin PATH` measures another build of `run-api` (profile
 //! candidates); `--lambda-tag NAME` labels that build in the output.
 
 use std::fs::{File, OpenOptions};
@@ -25,24 +30,13 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use hyper::body::Bytes;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::TlsAcceptor;
 
-use crate::responder::{self, workers_of, Counts, Responder};
+use crate::responder::{workers_of, Responder, Wire};
 use crate::runtime_api::RuntimeApi;
 use crate::{binary, function_command, mean_injected, ms, percentile, stop_event, wait_first_poll};
 
@@ -167,91 +161,20 @@ fn cgroups_usable() -> Result<(), String> {
     Ok(())
 }
 
-// ---------------------------------------------------------------- HTTPS
-
-/// The responder's handler served over HTTPS on a loopback port.
-pub struct TlsResponder {
-    pub url: String,
-    pub counts: Arc<Counts>,
-    /// The trust bundle the function is given as SSL_CERT_FILE.
-    pub ca_file: PathBuf,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsResponder {
-    fn drop(&mut self) {
-        self.task.abort();
-        let _ = std::fs::remove_file(&self.ca_file);
-    }
-}
-
-/// An RSA-2048 CA and a leaf certificate for 127.0.0.1 signed by it: the
-/// leaf's chain and key, and the CA's PEM.
-fn certificates() -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "mwaa-stop bench CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key (aws-lc-rs)");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    leaf_params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    (vec![leaf.der().clone(), ca_cert.der().clone()], key, ca_cert.pem())
-}
-
-impl TlsResponder {
-    pub async fn start(latency: Duration) -> TlsResponder {
-        let (chain, key, ca_pem) = certificates();
-        let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("the bench certificate");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-
-        // The system bundle plus the bench CA: the client parses a full trust
-        // store at start, as it does on Lambda.
-        let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-        let ca_file = std::env::temp_dir().join(format!("mwaa-bench-ca-{}.pem", std::process::id()));
-        std::fs::write(&ca_file, format!("{system}\n{ca_pem}")).unwrap();
-
-        let counts = Arc::new(Counts::default());
-        let handler = Arc::new(responder::handler(counts.clone(), latency));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let _ = stream.set_nodelay(true);
-                let (acceptor, handler) = (acceptor.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
-                    let svc = service_fn(move |req: Request<Incoming>| handler(req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
-                });
-            }
-        });
-        TlsResponder { url: format!("https://{addr}"), counts, ca_file, task }
-    }
-}
-
 // ---------------------------------------------------------------- measuring
 
 /// One configuration of the function: its memory size (and so CPU share),
-/// and whether its endpoints speak HTTPS.
+/// how its endpoints speak, how it sends StopTask and its connection bound.
 #[derive(Clone, Copy)]
 struct Setting {
     memory_mb: u32,
-    tls: bool,
+    wire: Wire,
+    /// `ECS_DIRECT_STOP_TASK`.
+    direct: bool,
+    /// `HTTP_MAX_CONNECTIONS_PER_HOST` (0: no bound).
+    max_conns: usize,
+    /// `ECS_CONNECTIONS_AT_INIT`.
+    init_conns: usize,
 }
 
 impl Setting {
@@ -259,15 +182,30 @@ impl Setting {
         quota_us(self.memory_mb) as f64 / PERIOD_US as f64
     }
     fn label(&self) -> String {
-        format!("{} MB ({:.3} vCPU), {}", self.memory_mb, self.cpu_share(), if self.tls { "HTTPS" } else { "HTTP" })
+        format!(
+            "{} MB ({:.3} vCPU), {}, {}, max conns {}, opened at init {}",
+            self.memory_mb,
+            self.cpu_share(),
+            self.wire.label(),
+            self.path(),
+            self.max_conns,
+            self.init_conns
+        )
     }
-}
-
-/// Where the function's requests go: (url, counts, SSL_CERT_FILE).
-struct Endpoint<'a> {
-    url: &'a str,
-    counts: &'a Counts,
-    ca_file: Option<&'a Path>,
+    fn path(&self) -> &'static str {
+        if self.direct {
+            "direct"
+        } else {
+            "sdk"
+        }
+    }
+    fn conns(&self) -> String {
+        if self.max_conns == 0 {
+            "∞".into()
+        } else {
+            self.max_conns.to_string()
+        }
+    }
 }
 
 /// A `run-api` process in its own cgroup, driven by its own Runtime API.
@@ -284,22 +222,22 @@ struct Function {
 static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Function {
-    async fn start(bin: &Path, s: Setting, ep: &Endpoint<'_>) -> Function {
+    async fn start(bin: &Path, s: Setting, ep: &Responder) -> Function {
         let name =
             format!("mwaa-bench-{}-{}", std::process::id(), STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let group = CpuCgroup::create(&name, quota_us(s.memory_mb)).expect("the cgroup (checked before)");
         let runtime = RuntimeApi::start().await;
-        let mut cmd = function_command(bin, &runtime, ep.url, 1);
+        let mut cmd = function_command(bin, &runtime, ep, 1);
         // Logging as the template configures it (LoggingConfig: JSON,
         // ApplicationLogLevel INFO): Lambda sets these two variables.
         cmd.env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", s.memory_mb.to_string())
             .env("STOP_CONCURRENCY", STOP_CONCURRENCY.to_string())
             .env_remove("RUST_LOG")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_LEVEL", arg("--lambda-log-level").unwrap_or_else(|| "INFO".into()));
-        if let Some(ca) = ep.ca_file {
-            cmd.env("SSL_CERT_FILE", ca);
-        }
+            .env("AWS_LAMBDA_LOG_LEVEL", arg("--lambda-log-level").unwrap_or_else(|| "INFO".into()))
+            .env("ECS_DIRECT_STOP_TASK", s.direct.to_string())
+            .env("HTTP_MAX_CONNECTIONS_PER_HOST", s.max_conns.to_string())
+            .env("ECS_CONNECTIONS_AT_INIT", s.init_conns.to_string());
         group.enter_on_exec(&mut cmd).expect("open the cgroup's cgroup.procs");
         let t0 = Instant::now();
         let child = cmd.spawn().expect("start the release binary (make bench builds it)");
@@ -347,13 +285,16 @@ struct ColdRow {
     first_invoke: Duration,
     first_invoke_cpu: Duration,
     floor: Duration,
+    /// Connections ECS accepted per start (TLS wires), and how many of
+    /// them negotiated `h2`: (all, h2), medians.
+    ecs_connections: (u64, u64),
 }
 
 fn floor(d: Duration, n: usize) -> Duration {
     d * (1 + n.div_ceil(STOP_CONCURRENCY) as u32)
 }
 
-async fn warm_rows(bin: &Path, s: Setting, ep: &Endpoint<'_>, d: Duration, plan: &[(usize, usize)]) -> Vec<WarmRow> {
+async fn warm_rows(bin: &Path, s: Setting, ep: &Responder, d: Duration, plan: &[(usize, usize)]) -> Vec<WarmRow> {
     let f = Function::start(bin, s, ep).await;
     let mut rows = Vec::new();
     for &(n, runs) in plan {
@@ -388,11 +329,18 @@ async fn warm_rows(bin: &Path, s: Setting, ep: &Endpoint<'_>, d: Duration, plan:
     rows
 }
 
-async fn cold_row(bin: &Path, s: Setting, ep: &Endpoint<'_>, d: Duration, n: usize, starts: usize) -> ColdRow {
+async fn cold_row(bin: &Path, s: Setting, ep: &Responder, d: Duration, n: usize, starts: usize) -> ColdRow {
     let (mut init, mut init_cpu, mut first, mut first_cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut conns, mut h2) = (vec![], vec![]);
+    let accepted =
+        || (ep.counts.ecs_connections.load(Ordering::SeqCst), ep.counts.ecs_h2_connections.load(Ordering::SeqCst));
     for i in 0..starts {
+        let before = accepted();
         let f = Function::start(bin, s, ep).await;
         let (wall, cpu) = f.stop(&format!("n{n}-lccold{i}")).await;
+        let after = accepted();
+        conns.push(after.0 - before.0);
+        h2.push(after.1 - before.1);
         init.push(f.init);
         init_cpu.push(f.init_cpu);
         first.push(wall);
@@ -402,6 +350,8 @@ async fn cold_row(bin: &Path, s: Setting, ep: &Endpoint<'_>, d: Duration, n: usi
     for v in [&mut init, &mut init_cpu, &mut first, &mut first_cpu] {
         v.sort();
     }
+    conns.sort();
+    h2.sort();
     ColdRow {
         setting: s,
         n,
@@ -411,6 +361,7 @@ async fn cold_row(bin: &Path, s: Setting, ep: &Endpoint<'_>, d: Duration, n: usi
         first_invoke: percentile(&first, 0.5),
         first_invoke_cpu: percentile(&first_cpu, 0.5),
         floor: floor(d, n),
+        ecs_connections: (conns[conns.len() / 2], h2[h2.len() / 2]),
     }
 }
 
@@ -425,24 +376,46 @@ pub struct Section {
     pub cold: Value,
 }
 
-/// The settings measured: each memory size over HTTPS, and the full vCPU and
-/// the template's 256 MB over plain HTTP as well.
+/// A comma-separated list flag, or `default`.
+fn list<T>(flag: &str, parse: impl Fn(&str) -> T, default: Vec<T>) -> Vec<T> {
+    arg(flag).map(|v| v.split(',').map(|x| parse(x.trim())).collect()).unwrap_or(default)
+}
+
+/// The settings measured: each memory size over both HTTPS wires, and the
+/// full vCPU and the template's 256 MB over plain HTTP as well; the direct
+/// path, and at 512 MB (as deployed) the SDK path too; unbounded
+/// connections. `--lambda-mb`, `--lambda-wires`, `--lambda-paths` and
+/// `--lambda-max-conns` choose instead.
 fn settings() -> Vec<Setting> {
-    let mbs: Vec<u32> = arg("--lambda-mb")
-        .map(|v| v.split(',').map(|m| m.trim().parse().expect("--lambda-mb 256,512,...")).collect())
-        .unwrap_or_else(|| vec![FULL_VCPU_MB, 256, 512, 1024]);
+    let number = |v: &str| v.parse::<u32>().unwrap_or_else(|_| panic!("a number, not {v:?}"));
+    let mbs = list("--lambda-mb", number, vec![FULL_VCPU_MB, 256, 512, 1024]);
+    let wires = arg("--lambda-wires").map(|_| list("--lambda-wires", Wire::parse, vec![]));
+    let paths = arg("--lambda-paths").map(|_| list("--lambda-paths", |p| p == "direct", vec![]));
+    let conns = list("--lambda-max-conns", |v| number(v) as usize, vec![0]);
+    let at_init = list("--lambda-init-conns", |v| number(v) as usize, vec![0]);
     let mut out = Vec::new();
     for &m in &mbs {
-        if m == FULL_VCPU_MB || m == 256 {
-            out.push(Setting { memory_mb: m, tls: false });
+        let default_wires = if m == FULL_VCPU_MB || m == 256 {
+            vec![Wire::Http, Wire::H2, Wire::Http1]
+        } else {
+            vec![Wire::H2, Wire::Http1]
+        };
+        for &wire in wires.as_ref().unwrap_or(&default_wires) {
+            let default_paths = if m == 512 && wire != Wire::Http { vec![true, false] } else { vec![true] };
+            for &direct in paths.as_ref().unwrap_or(&default_paths) {
+                for &max_conns in &conns {
+                    for &init_conns in &at_init {
+                        out.push(Setting { memory_mb: m, wire, direct, max_conns, init_conns });
+                    }
+                }
+            }
         }
-        out.push(Setting { memory_mb: m, tls: true });
     }
     out
 }
 
 /// Runs the section; `None` (after one line saying why) where cgroup v1 CPU
-/// quotas are not available.
+/// quotas are not available. `--lambda-cold-only` leaves out the warm rows.
 pub async fn section(plain: &Responder, d: Duration) -> Option<Section> {
     if let Err(why) = cgroups_usable() {
         println!("lambda-cpu: no cgroup v1 CPU quota here ({why}); the Lambda-CPU rows are omitted");
@@ -451,22 +424,26 @@ pub async fn section(plain: &Responder, d: Duration) -> Option<Section> {
     let bin = arg("--lambda-bin").map(PathBuf::from).unwrap_or_else(|| binary("run-api"));
     let tag = arg("--lambda-tag").unwrap_or_else(|| "release".into());
     let cold_starts: usize = arg("--lambda-cold").map_or(8, |v| v.parse().expect("--lambda-cold K"));
-    let tls = TlsResponder::start(d).await;
+    let warm_too = !std::env::args().any(|a| a == "--lambda-cold-only");
+    let h2 = Responder::start(d, Wire::H2).await;
+    let http1 = Responder::start(d, Wire::Http1).await;
     // No row beyond ECS's burst: the API sends one wave of 100 and leaves the
     // rest to the finalizer (section 8 measures those stops).
     let plan: &[(usize, usize)] = &[(0, 60), (1, 80), (10, 60), (100, 30)];
 
     let (mut warm, mut cold) = (Vec::new(), Vec::new());
     for s in settings() {
-        let ep = if s.tls {
-            Endpoint { url: &tls.url, counts: &tls.counts, ca_file: Some(&tls.ca_file) }
-        } else {
-            Endpoint { url: &plain.url, counts: &plain.counts, ca_file: None }
+        let ep = match s.wire {
+            Wire::Http => plain,
+            Wire::H2 => &h2,
+            Wire::Http1 => &http1,
         };
         eprintln!("lambda-cpu: {} …", s.label());
-        warm.extend(warm_rows(&bin, s, &ep, d, plan).await);
+        if warm_too {
+            warm.extend(warm_rows(&bin, s, ep, d, plan).await);
+        }
         for n in [1, 100] {
-            cold.push(cold_row(&bin, s, &ep, d, n, cold_starts).await);
+            cold.push(cold_row(&bin, s, ep, d, n, cold_starts).await);
         }
     }
     Some(render(&tag, &bin, d, &warm, &cold))
@@ -477,21 +454,26 @@ fn render(tag: &str, bin: &Path, d: Duration, warm: &[WarmRow], cold: &[ColdRow]
         "\n## 7. Under Lambda's CPU share, over HTTP and HTTPS (`run-api` binary: {tag})\n\n\
 The release `run-api` through the Runtime API in a cgroup v1 CPU quota of round(100000 × MemoryMB / 1769) µs per 100 ms \
 (Lambda: one vCPU at 1,769 MB), with STOP_CONCURRENCY = {STOP_CONCURRENCY}; floor = D × (1 + ceil(N / {STOP_CONCURRENCY})), \
-D = {} ms. HTTPS: rustls responder, RSA-2048 chain, trusted through SSL_CERT_FILE. Warm: after 3 warm-up stops of the same N. \
+D = {} ms. HTTPS: rustls responder offering `h2` and `http/1.1` (h2) or `http/1.1` only (http/1.1), RSA-2048 chain, trusted through SSL_CERT_FILE; DynamoDB and ECS on two ports (two hosts). \
+StopTask path: `ECS_DIRECT_STOP_TASK` true (direct) or false (sdk); max conns: `HTTP_MAX_CONNECTIONS_PER_HOST` (∞: no bound); \
+at init: `ECS_CONNECTIONS_AT_INIT` (connections to ECS opened in the background at init). Warm: after 3 warm-up stops of the same N. \
 CPU = the function process's CPU time (cpuacct); GB-s = MemoryMB / 1024 × p50 rounded up to 1 ms. \
 The responder (in the bench process) is not under the quota.\n\n\
-| memory MB | vCPU | TLS | workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | CPU ms per stop | throttled periods per stop | GB-s per stop (p50) |\n\
-|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | CPU ms per stop | throttled periods per stop | GB-s per stop (p50) |\n\
+|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         ms(d)
     );
     let mut jwarm = Vec::new();
     for r in warm {
         let s = r.setting;
         md.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:.1} | {:.6} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {:.3} | {:.3} | {:.2} | {:.1} | {:.6} |\n",
             s.memory_mb,
             s.cpu_share(),
-            if s.tls { "yes" } else { "no" },
+            s.wire.label(),
+            s.path(),
+            s.conns(),
+            s.init_conns,
             r.n,
             r.runs,
             ms(r.p50),
@@ -507,25 +489,29 @@ The responder (in the bench process) is not under the quota.\n\n\
         jwarm.push(json!({"workers": r.n, "runs": r.runs, "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
             "injected_d_ms": ms(r.d_eff), "floor_ms": ms(r.floor),
             "p50_ratio": ms(r.p50) / ms(r.floor), "p99_ratio": ms(r.p99) / ms(r.floor),
-            "cpu_share": s.cpu_share(), "tls": s.tls, "memory_mb": s.memory_mb, "stop_concurrency": STOP_CONCURRENCY,
+            "cpu_share": s.cpu_share(), "tls": s.wire.tls(), "wire": s.wire.key(), "path": s.path(),
+            "max_connections_per_host": s.max_conns, "connections_at_init": s.init_conns, "memory_mb": s.memory_mb, "stop_concurrency": STOP_CONCURRENCY,
             "cpu_ms_per_stop": ms(r.cpu_per_stop), "throttled_periods_per_stop": r.throttled_per_stop,
             "gb_s_per_stop_p50": gb_s(s.memory_mb, r.p50), "binary": tag}));
     }
     md.push_str(
         "\nCold (a fresh process per start, so its connections and TLS handshakes are in the first invoke; medians): \
 init = exec → first Runtime API poll; first invoke = the first stop of the process; GB-s = (init + first invoke) billed.\n\n\
-| memory MB | vCPU | TLS | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) |\n\
-|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+| memory MB | vCPU | wire | StopTask path | max conns | at init | workers N | starts | init ms | init CPU ms | first invoke ms | first invoke CPU ms | floor ms | first invoke / floor | GB-s (init + first invoke) | ECS connections (h2) |\n\
+|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut jcold = Vec::new();
     for r in cold {
         let s = r.setting;
         let billed = gb_s(s.memory_mb, r.init) + gb_s(s.memory_mb, r.first_invoke);
         md.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.6} | {} ({}) |\n",
             s.memory_mb,
             s.cpu_share(),
-            if s.tls { "yes" } else { "no" },
+            s.wire.label(),
+            s.path(),
+            s.conns(),
+            s.init_conns,
             r.n,
             r.starts,
             ms(r.init),
@@ -534,12 +520,16 @@ init = exec → first Runtime API poll; first invoke = the first stop of the pro
             ms(r.first_invoke_cpu),
             ms(r.floor),
             ms(r.first_invoke) / ms(r.floor),
-            billed
+            billed,
+            r.ecs_connections.0,
+            r.ecs_connections.1
         ));
         jcold.push(json!({"workers": r.n, "starts": r.starts, "init_ms": ms(r.init), "init_cpu_ms": ms(r.init_cpu),
             "first_invoke_ms": ms(r.first_invoke), "first_invoke_cpu_ms": ms(r.first_invoke_cpu),
             "floor_ms": ms(r.floor), "first_invoke_ratio": ms(r.first_invoke) / ms(r.floor),
-            "cpu_share": s.cpu_share(), "tls": s.tls, "memory_mb": s.memory_mb, "gb_s_init_and_first_invoke": billed,
+            "cpu_share": s.cpu_share(), "tls": s.wire.tls(), "wire": s.wire.key(), "path": s.path(),
+            "max_connections_per_host": s.max_conns, "connections_at_init": s.init_conns, "memory_mb": s.memory_mb, "gb_s_init_and_first_invoke": billed,
+            "ecs_connections": r.ecs_connections.0, "ecs_h2_connections": r.ecs_connections.1,
             "binary": tag}));
     }
     md.push_str(&format!("\nBinary: `{}`.\n", bin.display()));

@@ -16,10 +16,20 @@
 //! 9. Authorization: a Cedar decision per request and the load of a policy
 //!    set, for the default, the three examples and 100 policies (bench/authz.rs).
 //!
+//! Sections 1, 7 and 8 run against each responder wire (bench/responder.rs):
+//! plain HTTP, HTTPS offering `h2` (ALPN `h2`, `http/1.1`) and HTTPS offering
+//! `http/1.1` only, side by side; section 1 also with `StopTask` through the
+//! SDK client alone (`ECS_DIRECT_STOP_TASK=false`) and through an SDK client
+//! with the SDK's defaults.
+//!
 //! `--smoke` runs one tiny configuration (for `make test`); it never judges a
-//! number. `--latency-only` runs section 1 alone, `--throttled-only` section
-//! 8, `--lambda-cpu-only` section 7, `--authz-only` section 9; `--latency-ms D` sets D. Results:
-//! printed, and written to bench/results/latest.{md,json}.
+//! number. `--only 1,7,8` runs only the sections named (of 1, 7, 8 and 9),
+//! printed and written to `only.{md,json}` in `--out`; `--wires http,h2,http1`
+//! picks the wires of sections 1 and 8. `--latency-only` is `--only 1`,
+//! `--throttled-only` `--only 8`, `--authz-only` `--only 9`;
+//! `--lambda-cpu-only` runs section 7 alone into `lambda_cpu.{md,json}`;
+//! `--latency-ms D` sets D. Results: printed, and written to
+//! bench/results/latest.{md,json}.
 
 mod authz;
 mod lambda_cpu;
@@ -44,7 +54,7 @@ use mwaa_stop::lambda::http::{Api, ApiSettings, AuthMode};
 use mwaa_stop::lambda::stream::handle_batch;
 use mwaa_stop::pacing::{EcsRates, Paced};
 use mwaa_stop::stop::{FanOutLimits, Service};
-use responder::{workers_of, Responder};
+use responder::{workers_of, Responder, Wire};
 use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
 
@@ -59,34 +69,92 @@ const RESTED_STOP_RATE: u32 = 10_000;
 
 struct Opts {
     smoke: bool,
-    /// Only the in-process latency rows (section 1), printed, nothing
-    /// written: the quick loop for investigating a ratio.
-    latency_only: bool,
-    /// Only the throttled scenarios (section 8), printed, nothing written.
-    throttled_only: bool,
+    /// Only these sections (of 1, 7, 8, 9), printed and written to
+    /// `only.{md,json}`: the quick loop for investigating a ratio.
+    only: Option<Vec<u32>>,
+    /// The wires of sections 1 and 8.
+    wires: Vec<Wire>,
     latency: Duration,
     out: PathBuf,
+}
+
+impl Opts {
+    fn runs(&self, section: u32) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(&section))
+    }
 }
 
 fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let only = value("--only")
+        .map(|v| v.split(',').map(|s| s.trim().parse().expect("--only 1,7,8")).collect())
+        .or(flag("--latency-only").then(|| vec![1]))
+        .or(flag("--throttled-only").then(|| vec![8]))
+        .or(flag("--authz-only").then(|| vec![9]));
+    let smoke = flag("--smoke");
+    let wires = match value("--wires") {
+        Some(v) => v.split(',').map(Wire::parse).collect(),
+        None if smoke => vec![Wire::Http],
+        None => vec![Wire::Http, Wire::H2, Wire::Http1],
+    };
     Opts {
-        smoke: args.iter().any(|a| a == "--smoke"),
-        latency_only: args.iter().any(|a| a == "--latency-only"),
-        throttled_only: args.iter().any(|a| a == "--throttled-only"),
+        smoke,
+        only,
+        wires,
         latency: Duration::from_millis(value("--latency-ms").map_or(10, |v| v.parse().expect("--latency-ms N"))),
         out: PathBuf::from(value("--out").unwrap_or_else(|| "bench/results".into())),
     }
 }
 
-async fn sdk(url: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// The SDK configuration of a function of the bench (the product's SDK
+/// settings: its one HTTP client, retries and timeouts) against `r`:
+/// (DynamoDB's, ECS's), two endpoints on one HTTP client as on AWS.
+async fn sdk(r: &Responder) -> (aws_config::SdkConfig, aws_config::SdkConfig) {
+    let settings = mwaa_stop::config::ApiConfig::from_map(&Default::default()).expect("the defaults").sdk;
+    let conf = settings
+        .apply(aws_config::defaults(BehaviorVersion::latest()))
         .region(Region::new("us-east-1"))
-        .endpoint_url(url)
+        .endpoint_url(&r.url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "bench"))
         .load()
-        .await
+        .await;
+    let ecs = conf.to_builder().endpoint_url(&r.ecs_url).build();
+    (conf, ecs)
+}
+
+/// How a bench function sends `StopTask`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopPath {
+    /// The direct path, then the SDK client (the product's default).
+    Direct,
+    /// The product's SDK client alone (`ECS_DIRECT_STOP_TASK=false`: its
+    /// endpoint resolved once, stalled-stream protection off).
+    Sdk,
+    /// An SDK client with the SDK's defaults (endpoint rules on every call,
+    /// stalled-stream protection on).
+    SdkDefaults,
+}
+
+impl StopPath {
+    fn key(self) -> &'static str {
+        match self {
+            StopPath::Direct => "direct",
+            StopPath::Sdk => "sdk",
+            StopPath::SdkDefaults => "sdk-defaults",
+        }
+    }
+
+    fn workers(self, ecs: &aws_config::SdkConfig) -> EcsWorkers {
+        match self {
+            StopPath::Direct => EcsWorkers::from_conf_with(ecs, true),
+            StopPath::Sdk => EcsWorkers::from_conf_with(ecs, false),
+            StopPath::SdkDefaults => EcsWorkers::new(aws_sdk_ecs::Client::from_conf(
+                mwaa_stop::aws::no_sdk_retry_of_throttles(aws_sdk_ecs::config::Builder::from(ecs)).build(),
+            )),
+        }
+    }
 }
 
 /// An HTTP API (payload 2.0) stop event with an IAM identity.
@@ -147,6 +215,24 @@ struct LatencyRow {
     ecs_requests: u64,
 }
 
+impl LatencyRow {
+    /// The cells N, runs, p50, p99, injected D, physical floor, p50 / floor
+    /// and p99 / floor of a Markdown row.
+    fn physical_cells(&self) -> String {
+        format!(
+            "{} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3}",
+            self.n,
+            self.runs,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.d_eff),
+            ms(self.physical_floor),
+            ms(self.p50) / ms(self.physical_floor),
+            ms(self.p99) / ms(self.physical_floor)
+        )
+    }
+}
+
 /// (workers, runs) of each latency row.
 fn latency_plan(o: &Opts) -> &'static [(usize, usize)] {
     if o.smoke {
@@ -156,15 +242,38 @@ fn latency_plan(o: &Opts) -> &'static [(usize, usize)] {
     }
 }
 
+/// The rows of the variants (wire, path) beside the plain direct one: no
+/// N = 0 row (it sends no StopTask).
+fn variant_plan(o: &Opts) -> &'static [(usize, usize)] {
+    if o.smoke {
+        &[(3, 3)]
+    } else {
+        &[(1, 400), (10, 300), (100, 150)]
+    }
+}
+
 /// One row per N: `stop(run_id)` performs one stop of the run the responder
 /// gives N workers, and returns how long it took.
-async fn latency_rows<F, Fut>(o: &Opts, responder: &Responder, mut stop: F) -> Vec<LatencyRow>
+async fn latency_rows<F, Fut>(o: &Opts, responder: &Responder, stop: F) -> Vec<LatencyRow>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    latency_rows_of(o, latency_plan(o), responder, stop).await
+}
+
+async fn latency_rows_of<F, Fut>(
+    o: &Opts,
+    plan: &[(usize, usize)],
+    responder: &Responder,
+    mut stop: F,
+) -> Vec<LatencyRow>
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = Duration>,
 {
     let mut rows = Vec::new();
-    for &(n, runs) in latency_plan(o) {
+    for &(n, runs) in plan {
         // Warm the connection pools first: the steady state is what is measured.
         for i in 0..5 {
             stop(format!("n{n}-warm{i}")).await;
@@ -207,17 +316,21 @@ fn rested_rates() -> EcsRates {
 
 /// The handler in process, with the real SDK clients: what the code costs.
 async fn stop_latency(o: &Opts, responder: &Responder) -> Vec<LatencyRow> {
-    let conf = sdk(&responder.url).await;
+    stop_latency_of(o, latency_plan(o), responder, StopPath::Direct).await
+}
+
+async fn stop_latency_of(o: &Opts, plan: &[(usize, usize)], responder: &Responder, path: StopPath) -> Vec<LatencyRow> {
+    let (conf, ecs) = sdk(responder).await;
     let api = Api::new(
         Service::new(
             DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
-            Paced::new(EcsWorkers::from_conf(&conf), rested_rates().for_api()),
+            Paced::new(path.workers(&ecs), rested_rates().for_api()),
             FanOutLimits { concurrency: CONCURRENCY, budget: Duration::from_secs(30) },
         ),
         ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
     );
     let api = &api;
-    latency_rows(o, responder, |run_id| async move {
+    latency_rows_of(o, plan, responder, |run_id| async move {
         let req = lambda_http::request::from_str(&stop_event(&run_id).to_string()).unwrap();
         let t = Instant::now();
         let resp = api.handle(req).await;
@@ -257,15 +370,8 @@ fn latency_table(md: &mut String, rows: &[LatencyRow]) -> Value {
     let mut jrows = Vec::new();
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.3} | {:.1} | {:.3} | {:.3} | {:.1} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
-            r.n,
-            r.runs,
-            ms(r.p50),
-            ms(r.p99),
-            ms(r.d_eff),
-            ms(r.physical_floor),
-            ms(r.p50) / ms(r.physical_floor),
-            ms(r.p99) / ms(r.physical_floor),
+            "| {} | {:.1} | {:.3} | {:.0} | {} | {} | {:.2} |\n",
+            r.physical_cells(),
             ms(r.floor),
             ms(r.p50) / ms(r.floor),
             ms(r.naive_floor),
@@ -291,11 +397,11 @@ struct FinalizerRow {
 }
 
 async fn finalizer_throughput(o: &Opts, responder: &Responder) -> FinalizerRow {
-    let conf = sdk(&responder.url).await;
+    let (conf, ecs) = sdk(responder).await;
     let limits = FinalizerLimits::default();
     let f = Finalizer::new(
         DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
-        Paced::new(EcsWorkers::from_conf(&conf), EcsRates::default().for_finalizer()),
+        Paced::new(EcsWorkers::from_conf(&ecs), EcsRates::default().for_finalizer()),
         limits,
     );
     let (runs, workers_each): (usize, usize) = if o.smoke { (4, 2) } else { (100, 10) };
@@ -346,13 +452,13 @@ fn spawn_function(
     responder: &Responder,
     max_concurrency: usize,
 ) -> std::process::Child {
-    function_command(bin, runtime, &responder.url, max_concurrency)
+    function_command(bin, runtime, responder, max_concurrency)
         .spawn()
         .expect("start the release binary (make bench builds it)")
 }
 
 /// The function's command line and environment, its AWS endpoint `endpoint_url`.
-fn function_command(bin: &Path, runtime: &RuntimeApi, endpoint_url: &str, max_concurrency: usize) -> Command {
+fn function_command(bin: &Path, runtime: &RuntimeApi, responder: &Responder, max_concurrency: usize) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", &runtime.addr)
@@ -362,7 +468,8 @@ fn function_command(bin: &Path, runtime: &RuntimeApi, endpoint_url: &str, max_co
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
         .env("AWS_LAMBDA_MAX_CONCURRENCY", max_concurrency.to_string())
-        .env("AWS_ENDPOINT_URL", endpoint_url)
+        .env("AWS_ENDPOINT_URL", &responder.url)
+        .env("AWS_ENDPOINT_URL_ECS", &responder.ecs_url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
@@ -371,6 +478,9 @@ fn function_command(bin: &Path, runtime: &RuntimeApi, endpoint_url: &str, max_co
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some(ca) = responder.ca_file() {
+        cmd.env("SSL_CERT_FILE", ca);
+    }
     cmd
 }
 
@@ -462,8 +572,14 @@ async fn process_throughput(responder: &Responder, max_concurrency: usize, reque
 async fn throttled_section(o: &Opts, md: &mut String) -> Value {
     let d = o.latency;
     let none = Duration::ZERO;
-    let scenario =
-        |workers, runs, drain, reserve| throttled::Scenario { workers, runs, drain, reserve, api_processes: 1 };
+    let scenario = |workers, runs, drain, reserve| throttled::Scenario {
+        workers,
+        runs,
+        drain,
+        reserve,
+        api_processes: 1,
+        wire: Wire::Http,
+    };
     let plan: Vec<throttled::Scenario> = if o.smoke {
         vec![scenario(120, 1, none, 0.0)]
     } else {
@@ -482,8 +598,10 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
     };
     md.push_str("\n## 8. Under ECS's rate limits (throttled responder)\n\n");
     md.push_str("The responder enforces ECS's per-account buckets (StopTask 100 + 40/s, DescribeTasks/ListTasks 100 + 20/s; HTTP 400 ThrottlingException without a token) and tasks drain for the given time after StopTask. The API (every stop of the scenario at once, in one process unless \"API processes\" says more: classic Lambda runs concurrent invocations in separate environments, each with its own bucket) and the finalizer (one stream batch of every run) have their own SDK clients and buckets. Floor = D + (workers beyond the burst of 100) / 40 s; reserve = the share of the refill left to RunTask. Lag = STOPPED minus the exit of the run's last worker.\n\n");
-    md.push_str("| workers | runs | API processes | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let plan: Vec<throttled::Scenario> =
+        o.wires.iter().flat_map(|&wire| plan.iter().map(move |s| throttled::Scenario { wire, ..*s })).collect();
+    md.push_str("| wire | workers | runs | API processes | drain s | reserve | all told s | STOPPED s | floor s | told / floor | STOPPED / floor | throttled calls | per worker | StopTask calls | workers left running | caller errors | lag p50 ms | lag p99 ms |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut rows = Vec::new();
     for s in &plan {
         let out = throttled::run(s, d).await;
@@ -495,7 +613,8 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
         let secs = |d: Duration| d.as_secs_f64();
         let fmt = |v: Option<Duration>| v.map_or("n/a".into(), |v| format!("{:.0}", ms(v)));
         md.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+            s.wire.label(),
             s.workers,
             s.runs,
             s.api_processes,
@@ -514,7 +633,7 @@ async fn throttled_section(o: &Opts, md: &mut String) -> Value {
             fmt(p50),
             fmt(p99)
         ));
-        rows.push(json!({"workers": s.workers, "runs": s.runs, "api_processes": s.api_processes, "drain_s": secs(s.drain), "reserve": s.reserve,
+        rows.push(json!({"wire": s.wire.key(), "workers": s.workers, "runs": s.runs, "api_processes": s.api_processes, "drain_s": secs(s.drain), "reserve": s.reserve,
             "all_told_s": secs(out.all_told), "stopped_s": secs(out.stopped), "floor_s": secs(out.floor),
             "throttled_calls": out.throttled_calls, "stop_task_calls": out.stop_calls,
             "workers_left_running": out.workers_left_running, "caller_errors": out.caller_errors,
@@ -545,13 +664,63 @@ fn size_of(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
+/// Section 1: the plain-HTTP rows as before, then each wire and StopTask
+/// path side by side.
+async fn latency_section(o: &Opts, responder: &Responder, md: &mut String, js: &mut Value) {
+    let rows = stop_latency(o, responder).await;
+    md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
+    md.push_str(&format!("Physical floor = D × (1 + ceil(N / {CONCURRENCY})): one write, then ECS's burst of 100 StopTasks at once; the old floor, D × (1 + ceil(N / 32)), was the old concurrency's. Both with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another). Each stop meets a rested ECS bucket (refill {RESTED_STOP_RATE}/s); section 8 has the published rates.\n\n"));
+    js["stop_latency"] = latency_table(md, &rows);
+    js["stop_latency_wires"] = wire_rows(o, md).await;
+}
+
+/// Section 1 by wire (plain HTTP, HTTPS with `h2`, HTTPS with `http/1.1`
+/// only) and StopTask path (direct, the product's SDK client alone, an SDK
+/// client with the SDK's defaults), warm, in process.
+async fn wire_rows(o: &Opts, md: &mut String) -> Value {
+    md.push_str("\n### 1c. By wire and StopTask path (in process, warm)\n\nThe same stops with DynamoDB and ECS on two ports (two hosts' connections, as on AWS), over plain HTTP, over HTTPS offering `h2` (the product's one connection pool negotiates HTTP/2: every call to a host on one connection) and over HTTPS offering `http/1.1` only. StopTask path: `direct` (the product's default), `sdk` (`ECS_DIRECT_STOP_TASK=false`: the product's SDK client, its endpoint resolved once and stalled-stream protection off), `sdk-defaults` (an SDK client with the SDK's defaults). Floor = D × (1 + ceil(N / 100)); \"/ direct\" = p50 over the `direct` row of the same wire and N.\n\n");
+    md.push_str("| wire | StopTask path | workers N | runs | p50 ms | p99 ms | injected D ms | floor ms | p50 / floor | p99 / floor | p50 / direct | bench CPU per stop ms |\n");
+    md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut out = Vec::new();
+    for &wire in &o.wires {
+        let responder = Responder::start(o.latency, wire).await;
+        let mut direct: Vec<(usize, Duration)> = Vec::new();
+        for path in [StopPath::Direct, StopPath::Sdk, StopPath::SdkDefaults] {
+            let rows = stop_latency_of(o, variant_plan(o), &responder, path).await;
+            for r in &rows {
+                if path == StopPath::Direct {
+                    direct.push((r.n, r.p50));
+                }
+                let vs = direct.iter().find(|(n, _)| *n == r.n).map_or(f64::NAN, |(_, d)| ms(r.p50) / ms(*d));
+                md.push_str(&format!(
+                    "| {} | {} | {} | {vs:.3} | {:.2} |\n",
+                    wire.label(),
+                    path.key(),
+                    r.physical_cells(),
+                    ms(r.cpu_per_stop)
+                ));
+                out.push(json!({"wire": wire.key(), "path": path.key(), "workers": r.n, "runs": r.runs,
+                    "p50_ms": ms(r.p50), "p99_ms": ms(r.p99), "injected_d_ms": ms(r.d_eff),
+                    "floor_ms": ms(r.physical_floor), "p50_ratio": ms(r.p50) / ms(r.physical_floor),
+                    "p99_ratio": ms(r.p99) / ms(r.physical_floor), "p50_vs_direct": vs,
+                    "bench_cpu_per_stop_ms": ms(r.cpu_per_stop)}));
+            }
+        }
+    }
+    json!(out)
+}
+
 #[tokio::main]
 async fn main() {
     let o = opts();
-    let responder = Arc::new(Responder::start(o.latency).await);
+    // The in-process SDK clients of the HTTPS rows trust the bench's CA as
+    // the functions do: set before any client exists.
+    std::env::set_var("SSL_CERT_FILE", responder::ca_file());
+    let responder = Arc::new(Responder::start(o.latency, Wire::Http).await);
     if lambda_cpu::only() {
         let header = format!("# Benchmark results (section 7 alone)\n\n{} — {}.\n", today(), machine());
         lambda_cpu::standalone(&responder, o.latency, &o.out, &header).await;
+        responder::remove_ca_file();
         return;
     }
     let mut md = String::new();
@@ -563,23 +732,31 @@ async fn main() {
         ms(o.latency)
     ));
 
-    if o.throttled_only {
-        js["throttled"] = throttled_section(&o, &mut md).await;
-        println!("{md}");
-        return;
+    if o.runs(1) {
+        latency_section(&o, &responder, &mut md, &mut js).await;
     }
-    if std::env::args().any(|a| a == "--authz-only") {
-        md.push_str(&authz::section(false).0);
+    if o.only.is_some() {
+        if o.runs(7) {
+            if let Some(sec) = lambda_cpu::section(&responder, o.latency).await {
+                md.push_str(&sec.md);
+                js["stop_latency_lambda_cpu"] = sec.warm;
+                js["cold_start_lambda_cpu"] = sec.cold;
+            }
+        }
+        if o.runs(8) {
+            js["throttled"] = throttled_section(&o, &mut md).await;
+        }
+        if o.runs(9) {
+            let (authz_md, authz_js) = authz::section(o.smoke);
+            md.push_str(&authz_md);
+            js["authz"] = authz_js;
+        }
         println!("{md}");
-        return;
-    }
-
-    let rows = stop_latency(&o, &responder).await;
-    md.push_str("## 1–2. Stop latency vs workers, and requests per stop (the handler in process)\n\n");
-    md.push_str(&format!("Physical floor = D × (1 + ceil(N / {CONCURRENCY})): one write, then ECS's burst of 100 StopTasks at once; the old floor, D × (1 + ceil(N / 32)), was the old concurrency's. Both with the nominal D; \"injected D\" is the mean latency the responder really added (it sleeps on a blocking thread: tokio's millisecond timer would add up to 1 ms per round trip). Naive = 2 + N round trips (read, write, one StopTask after another). Each stop meets a rested ECS bucket (refill {RESTED_STOP_RATE}/s); section 8 has the published rates.\n\n"));
-    js["stop_latency"] = latency_table(&mut md, &rows);
-    if o.latency_only {
-        println!("{md}");
+        std::fs::create_dir_all(&o.out).unwrap();
+        std::fs::write(o.out.join("only.md"), &md).unwrap();
+        std::fs::write(o.out.join("only.json"), serde_json::to_string_pretty(&js).unwrap()).unwrap();
+        println!("written: {}/only.md and only.json", o.out.display());
+        responder::remove_ca_file();
         return;
     }
 
@@ -694,4 +871,5 @@ async fn main() {
     std::fs::write(o.out.join("latest.md"), &md).unwrap();
     std::fs::write(o.out.join("latest.json"), serde_json::to_string_pretty(&js).unwrap()).unwrap();
     println!("written: {}/latest.md and latest.json", o.out.display());
+    responder::remove_ca_file();
 }

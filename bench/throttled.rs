@@ -33,7 +33,7 @@ use mwaa_stop::stop::{FanOutLimits, Service};
 use serde_json::{json, Value};
 
 use crate::responder::{precise_sleep, run_item, workers_of};
-use crate::serve::{serve, Server};
+use crate::responder::{Responder, Wire};
 
 /// One ECS bucket on the wall clock.
 struct Bucket {
@@ -136,7 +136,7 @@ impl Account {
     }
 }
 
-async fn start(latency: Duration, drain: Duration) -> (Server, Arc<Account>) {
+async fn start(latency: Duration, drain: Duration, wire: Wire) -> (Responder, Arc<Account>) {
     let account = Arc::new(Account {
         stop: Bucket::full(100.0, 40.0),
         read: Bucket::full(100.0, 20.0),
@@ -148,7 +148,7 @@ async fn start(latency: Duration, drain: Duration) -> (Server, Arc<Account>) {
         stop_calls: AtomicU64::new(0),
     });
     let a = account.clone();
-    let server = serve(move |req: Request<Incoming>| {
+    let handler = move |req: Request<Incoming>| {
         let a = a.clone();
         async move {
             let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -177,12 +177,14 @@ async fn start(latency: Duration, drain: Duration) -> (Server, Arc<Account>) {
                     .unwrap(),
             )
         }
-    })
-    .await;
+    };
+    // The bucket keeps its own counts.
+    let server = Responder::serving(wire, Arc::default(), Arc::new(handler)).await;
     (server, account)
 }
 
 /// One scenario: `runs` runs of `workers` each, stopped at the same moment.
+#[derive(Clone, Copy)]
 pub struct Scenario {
     pub workers: usize,
     pub runs: usize,
@@ -193,6 +195,8 @@ pub struct Scenario {
     /// concurrent invocations in separate environments, each with its own
     /// bucket; one process serving them all is Lambda Managed Instances).
     pub api_processes: usize,
+    /// How the responder speaks (each function its own connection pool).
+    pub wire: Wire,
 }
 
 pub struct Outcome {
@@ -210,25 +214,25 @@ pub struct Outcome {
 }
 
 pub async fn run(s: &Scenario, latency: Duration) -> Outcome {
-    let (server, account) = start(latency, s.drain).await;
+    let (server, account) = start(latency, s.drain, s.wire).await;
     let rates = EcsRates { reserve: s.reserve, ..EcsRates::default() };
     // Each function its own SDK configuration and connection pool.
     let mut apis = Vec::new();
     for _ in 0..s.api_processes.max(1) {
-        let conf = crate::sdk(&server.url).await;
+        let (conf, ecs) = crate::sdk(&server).await;
         apis.push(Api::new(
             Service::new(
                 DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&conf), "Runs"),
-                Paced::new(EcsWorkers::from_conf(&conf), rates.for_api()),
+                Paced::new(EcsWorkers::from_conf(&ecs), rates.for_api()),
                 FanOutLimits::default(),
             ),
             ApiSettings { auth: AuthMode::Iam, deadline_margin: Duration::from_millis(500) },
         ));
     }
-    let fin_conf = crate::sdk(&server.url).await;
+    let (fin_conf, fin_ecs) = crate::sdk(&server).await;
     let finalizer = Finalizer::new(
         DynamoRunStore::new(aws_sdk_dynamodb::Client::new(&fin_conf), "Runs"),
-        Paced::new(EcsWorkers::from_conf(&fin_conf), rates.for_finalizer()),
+        Paced::new(EcsWorkers::from_conf(&fin_ecs), rates.for_finalizer()),
         FinalizerLimits { wait: Duration::from_secs(600), ..FinalizerLimits::default() },
     );
     let run_ids: Vec<String> = (0..s.runs).map(|r| format!("n{}-thr{r}", s.workers)).collect();

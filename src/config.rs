@@ -15,6 +15,9 @@ use crate::stop::FanOutLimits;
 
 pub(crate) const DEFAULT_RUNS_TABLE: &str = "WorkflowRuns";
 
+/// `false` turns the direct `StopTask` off: every call through the SDK client.
+pub const DIRECT_STOP_TASK_VAR: &str = "ECS_DIRECT_STOP_TASK";
+
 /// Set to `true` only for local runs. The deployed template never sets it.
 pub const LOCAL_AUTH_VAR: &str = "ALLOW_UNAUTHENTICATED_LOCAL";
 
@@ -33,6 +36,13 @@ pub struct ApiConfig {
     pub api: ApiSettings,
     pub sdk: SdkSettings,
     pub ecs_rates: EcsRates,
+    /// `ECS_DIRECT_STOP_TASK` (default on): `StopTask` sent first without
+    /// the SDK's orchestrator, on its connector (`aws::EcsWorkers`).
+    pub ecs_direct_stop_task: bool,
+    /// `ECS_CONNECTIONS_AT_INIT` (default 1): connections to ECS opened in
+    /// the background at init, for a cold process's first wave (one is
+    /// enough where ECS negotiates `h2`: every call then shares it).
+    pub ecs_connections_at_init: usize,
     pub policies: PolicySource,
     /// How often a configured policy set is read again.
     pub policy_refresh: Duration,
@@ -102,9 +112,15 @@ impl Env<'_> {
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        self.flag_or(var, false)
+    }
+
+    /// `true`/`1` or `false`/`0`; unset or empty: `default`.
+    fn flag_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.0.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(false),
-            Some(v) if v.is_empty() || v == "false" || v == "0" => Ok(false),
+            None => Ok(default),
+            Some(v) if v.is_empty() => Ok(default),
+            Some(v) if v == "false" || v == "0" => Ok(false),
             Some(v) if v == "true" || v == "1" => Ok(true),
             Some(_) => Err(ConfigError { var, value: self.0[var].clone(), why: "expected true or false" }),
         }
@@ -127,6 +143,8 @@ impl ApiConfig {
             },
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
+            ecs_direct_stop_task: env.flag_or(DIRECT_STOP_TASK_VAR, true)?,
+            ecs_connections_at_init: env.number("ECS_CONNECTIONS_AT_INIT", 1, 0, 1000)? as usize,
             policies: policy_source(vars)?,
             policy_refresh: Duration::from_secs(env.number("AUTHZ_REFRESH_SECONDS", 60, 1, 86_400)?),
         })
@@ -145,6 +163,8 @@ pub struct FinalizerConfig {
     pub deadline_margin: Duration,
     pub sdk: SdkSettings,
     pub ecs_rates: EcsRates,
+    /// As [`ApiConfig::ecs_direct_stop_task`].
+    pub ecs_direct_stop_task: bool,
 }
 
 impl FinalizerConfig {
@@ -168,6 +188,7 @@ impl FinalizerConfig {
             deadline_margin: env.millis("DEADLINE_MARGIN_MS", 2_000, 0, 60_000)?,
             sdk: sdk_settings(&env)?,
             ecs_rates: ecs_rates(&env)?,
+            ecs_direct_stop_task: env.flag_or(DIRECT_STOP_TASK_VAR, true)?,
         })
     }
 
@@ -279,6 +300,10 @@ fn sdk_settings(env: &Env) -> Result<SdkSettings, ConfigError> {
         connect_timeout: env.millis("SDK_CONNECT_TIMEOUT_MS", 2_000, 10, 60_000)?,
         attempt_timeout: env.millis("SDK_ATTEMPT_TIMEOUT_MS", 3_000, 10, 900_000)?,
         operation_timeout: env.millis("SDK_OPERATION_TIMEOUT_MS", 10_000, 10, 900_000)?,
+        max_connections_per_host: match env.number("HTTP_MAX_CONNECTIONS_PER_HOST", 0, 0, 10_000)? {
+            0 => None,
+            n => Some(n as usize),
+        },
     })
 }
 
@@ -310,6 +335,21 @@ mod tests {
         assert_eq!(c.api.auth, AuthMode::Iam, "unauthenticated access must be opt-in");
         assert_eq!(c.fan_out.concurrency, 100, "one wave up to ECS's burst");
         assert_eq!(c.ecs_rates, EcsRates::default());
+    }
+
+    #[test]
+    fn the_direct_stop_task_is_on_unless_turned_off() {
+        assert!(ApiConfig::from_map(&HashMap::new()).unwrap().ecs_direct_stop_task);
+        assert!(FinalizerConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "")])).unwrap().ecs_direct_stop_task);
+        assert!(!ApiConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "false")])).unwrap().ecs_direct_stop_task);
+        assert!(!FinalizerConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "0")])).unwrap().ecs_direct_stop_task);
+        assert_eq!(ApiConfig::from_map(&vars(&[(DIRECT_STOP_TASK_VAR, "off")])).unwrap_err().var, DIRECT_STOP_TASK_VAR);
+        let c =
+            ApiConfig::from_map(&vars(&[("ECS_CONNECTIONS_AT_INIT", "20"), ("HTTP_MAX_CONNECTIONS_PER_HOST", "16")]));
+        let c = c.unwrap();
+        assert_eq!((c.ecs_connections_at_init, c.sdk.max_connections_per_host), (20, Some(16)));
+        let c = ApiConfig::from_map(&HashMap::new()).unwrap();
+        assert_eq!((c.ecs_connections_at_init, c.sdk.max_connections_per_host), (1, None), "one opened, no bound");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `StopTask` without the SDK's per-call orchestration: the request the SDK
 //! would send (AWS JSON 1.1, `AmazonEC2ContainerServiceV20141113.StopTask`),
-//! signed by the SDK's own SigV4 signer (`aws-sigv4`), on a kept-alive hyper
-//! connection pool with rustls and AWS-LC (the SDK client's TLS stack).
+//! signed by the SDK's own SigV4 signer (`aws-sigv4`) and sent on the SDK's
+//! own connector, the one the ECS client uses ([`super::http`]: one pool, one
+//! trust store, the SDK's connect timeout and proxy rules, `h2` where the
+//! endpoint offers it).
 //!
 //! Why: a stop's latency is one `UpdateItem` plus one wave of up to 100
 //! `StopTask`s, and on a 256–512 MB Lambda (0.145–0.29 vCPU) the CPU spent
@@ -16,28 +18,25 @@
 //! throttle, "no such task or cluster" and a refusal of the request itself
 //! are final here. Anything else (a 5xx, any other error such as a signature
 //! refused for clock skew or expired credentials, a dropped connection, a
-//! timeout, an unreadable answer) is sent again through the SDK client
-//! ([`Attempt::Transient`]), which corrects its clock, refreshes its
-//! credentials and retries as configured. A throttle is final here as it is
-//! on the SDK path: it is the pacing's back-pressure (`crate::pacing`).
+//! timeout, an unreadable answer) is a [`Attempt::Fallback`]: the SDK client
+//! sends the call again, which corrects its clock, refreshes its credentials
+//! and retries, with what is left of the attempts and the operation timeout
+//! (`super::ecs`). A throttle is final here as it is on the SDK path: it is
+//! the pacing's back-pressure (`crate::pacing`).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sdk_ecs::config::endpoint::{Params, ResolveEndpoint};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::Identity;
-use aws_types::service_config::ServiceConfigKey;
-use futures::FutureExt;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::endpoint::Endpoint;
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
 use super::upstream::{REJECTED_CODES, THROTTLING_CODES};
@@ -56,9 +55,55 @@ const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) enum Attempt {
     /// ECS's answer, or a refusal that sending again cannot change.
     Final(Result<TaskStop, UpstreamError>),
-    /// Not an answer (5xx, connection, timeout, unreadable): the SDK client
-    /// sends the call again with its retries. The string says what happened.
-    Transient(String),
+    /// Not an answer: the SDK client sends the call again.
+    Fallback(Fallback),
+}
+
+/// Why a call goes on to the SDK client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fallback {
+    /// What happened, for the log.
+    pub why: String,
+    /// Whether a request went out (it counts as one of the SDK's attempts).
+    pub sent: bool,
+    /// No answer within the attempt timeout.
+    pub timed_out: bool,
+    /// ECS's `x-amzn-RequestId`, when it answered.
+    pub request_id: Option<String>,
+}
+
+impl Fallback {
+    fn unsent(why: String) -> Attempt {
+        Attempt::Fallback(Fallback { why, sent: false, timed_out: false, request_id: None })
+    }
+
+    fn sent(why: String, timed_out: bool, request_id: Option<String>) -> Attempt {
+        Attempt::Fallback(Fallback { why, sent: true, timed_out, request_id })
+    }
+
+    /// The metric's `Reason`: `timeout`, `connection`, `http` (an answer
+    /// that is not final) or `not-sent` (credentials, signing).
+    pub fn reason(&self) -> &'static str {
+        match (self.sent, self.timed_out, self.request_id.is_some()) {
+            (false, _, _) => "not-sent",
+            (true, true, _) => "timeout",
+            (true, false, true) => "http",
+            (true, false, false) => "connection",
+        }
+    }
+
+    /// This attempt as the call's failure, when no SDK attempt is left.
+    pub fn into_error(self) -> UpstreamError {
+        let kind = if self.timed_out { UpstreamKind::Timeout } else { UpstreamKind::Fault };
+        UpstreamError::new("ecs", "StopTask", kind, with_request_id(self.why, self.request_id.as_deref()))
+    }
+}
+
+fn with_request_id(detail: String, request_id: Option<&str>) -> String {
+    match request_id {
+        Some(id) => format!("{detail} (request id {id})"),
+        None => detail,
+    }
 }
 
 /// The `StopTask` request body (the model's `StopTaskRequest`).
@@ -91,8 +136,6 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// The direct `StopTask` sender: one per process, shared by every call.
 #[derive(Clone)]
 pub(crate) struct DirectStopTask {
@@ -100,9 +143,10 @@ pub(crate) struct DirectStopTask {
 }
 
 struct Inner {
-    http: HttpClient,
+    /// The ECS client's own connector (its pool).
+    connector: SharedHttpConnector,
     /// The resolved ECS endpoint, path `/`.
-    uri: hyper::Uri,
+    uri: http::Uri,
     region: String,
     provider: SharedCredentialsProvider,
     credentials: RwLock<Option<Credentials>>,
@@ -117,37 +161,37 @@ impl std::fmt::Debug for DirectStopTask {
 }
 
 impl DirectStopTask {
-    /// The sender for this configuration, or why there is none (the SDK
-    /// client then sends every `StopTask`, and reports the same problem on
-    /// the first call): no region, no credentials provider, an endpoint the
-    /// ECS rules do not resolve, or no TLS trust store.
-    pub(crate) fn from_conf(conf: &aws_config::SdkConfig) -> Result<Self, String> {
-        if let Some(var) = proxy_variable(|name| std::env::var(name).ok()) {
-            return Err(format!("{var} is set: the SDK client honors the proxy, this path would not"));
-        }
-        let region = conf.region().ok_or("no region")?.to_string();
-        let provider = conf.credentials_provider().ok_or("no credentials provider")?;
-        let uri = resolve_endpoint(conf, &region)?;
-        let timeouts = conf.timeout_config();
+    /// The sender for the ECS client configured by `ecs` (its HTTP client,
+    /// timeouts and region) from `sdk` (its credentials), to the endpoint its
+    /// rules resolve to, or why there is none (the SDK client then sends every `StopTask`,
+    /// and reports the same problem on the first call): no region, no
+    /// credentials provider, no HTTP client.
+    pub(crate) fn new(
+        sdk: &aws_config::SdkConfig,
+        ecs: &aws_sdk_ecs::Config,
+        endpoint: &Endpoint,
+    ) -> Result<Self, String> {
+        let region = ecs.region().ok_or("no region")?.to_string();
+        let provider = sdk.credentials_provider().ok_or("no credentials provider")?;
+        let http = ecs.http_client().ok_or("no HTTP client")?;
+        let timeouts = ecs.timeout_config();
+        let connector = super::http::connector_of(&http, timeouts, ecs.sleep_impl(), ecs.time_source())?;
         let attempt_timeout = timeouts
-            .and_then(|t| t.operation_attempt_timeout().or(t.operation_timeout()))
+            .and_then(|t| match (t.operation_attempt_timeout(), t.operation_timeout()) {
+                (Some(a), Some(o)) => Some(a.min(o)),
+                (a, o) => a.or(o),
+            })
             .unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
-
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(timeouts.and_then(|t| t.connect_timeout()));
-        let provider_tls = rustls::crypto::aws_lc_rs::default_provider();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider_tls)
-            .map_err(|e| format!("no TLS trust store: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https);
+        let url = endpoint.url();
+        let uri: http::Uri = url.parse().map_err(|e| format!("endpoint {url:?}: {e}"))?;
+        let mut parts = uri.into_parts();
+        if parts.path_and_query.as_ref().is_none_or(|p| p.path().is_empty()) {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        let uri = http::Uri::from_parts(parts).map_err(|e| format!("endpoint {url:?}: {e}"))?;
         Ok(DirectStopTask {
             inner: Arc::new(Inner {
-                http,
+                connector,
                 uri,
                 region,
                 provider,
@@ -163,26 +207,51 @@ impl DirectStopTask {
         let inner = &self.inner;
         let credentials = match self.credentials().await {
             Ok(c) => c,
-            Err(e) => return Attempt::Transient(format!("credentials: {e}")),
+            Err(e) => return Fallback::unsent(format!("credentials: {e}")),
         };
         let body = match serde_json::to_vec(&StopTaskRequest { cluster, task, reason }) {
             Ok(b) => b,
-            Err(e) => return Attempt::Transient(format!("request body: {e}")),
+            Err(e) => return Fallback::unsent(format!("request body: {e}")),
         };
-        let request = match signed_request(&inner.uri, &inner.region, &credentials, body, SystemTime::now()) {
+        let request = match signed_request(&inner.uri, &inner.region, &credentials, body, SystemTime::now())
+            .and_then(|r| HttpRequest::try_from(r).map_err(|e| e.to_string()))
+        {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(format!("signing: {e}")),
+            Err(e) => return Fallback::unsent(format!("signing: {e}")),
         };
         let exchange = async {
-            let response = inner.http.request(request).await.map_err(|e| format!("{e}"))?;
+            let response = inner.connector.call(request).await.map_err(|e| (format!("{e}"), None))?;
+            let response = response.try_into_http1x().map_err(|e| (format!("the answer: {e}"), None))?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
-            Ok::<_, String>((parts, body))
+            let request_id = request_id(&parts.headers);
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Err((format!("reading the answer: {e}"), request_id)),
+            };
+            Ok::<_, (String, Option<String>)>((parts, body))
         };
         match tokio::time::timeout(inner.attempt_timeout, exchange).await {
-            Err(_) => Attempt::Transient(format!("no answer within {:?}", inner.attempt_timeout)),
-            Ok(Err(e)) => Attempt::Transient(e),
-            Ok(Ok((parts, body))) => classify(parts.status, &parts.headers, &body),
+            Err(_) => Fallback::sent(format!("no answer within {:?}", inner.attempt_timeout), true, None),
+            Ok(Err((why, request_id))) => Fallback::sent(why, false, request_id),
+            Ok(Ok((parts, body))) => classify(parts.status, &parts.headers, body.as_ref()),
+        }
+    }
+
+    /// Opens up to `connections` connections to the ECS endpoint in the
+    /// background (an unsigned `HEAD /` on each, its answer dropped), so a
+    /// cold process's first wave finds them open: over HTTP/1.1 one
+    /// connection per concurrent request, over HTTP/2 one in all. Outside a
+    /// Tokio runtime it does nothing.
+    pub(crate) fn open_connections(&self, connections: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        for _ in 0..connections {
+            let (connector, uri) = (self.inner.connector.clone(), self.inner.uri.clone());
+            runtime.spawn(async move {
+                let head = http::Request::head(uri).body(SdkBody::empty()).map_err(|e| e.to_string());
+                if let Ok(request) = head.and_then(|r| HttpRequest::try_from(r).map_err(|e| e.to_string())) {
+                    let _ = connector.call(request).await;
+                }
+            });
         }
     }
 
@@ -207,63 +276,19 @@ impl DirectStopTask {
     }
 }
 
-/// The first proxy variable set (not empty), if any: with a proxy, every
-/// call goes through the SDK client, which honors it.
-fn proxy_variable(var: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
-    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-        .into_iter()
-        .find(|name| var(name).is_some_and(|v| !v.trim().is_empty()))
-}
-
-/// The ECS endpoint the SDK client would use: `AWS_ENDPOINT_URL_ECS` (or the
-/// profile's), else `AWS_ENDPOINT_URL`, through ECS's own endpoint rules
-/// (FIPS, dual-stack, partitions).
-fn resolve_endpoint(conf: &aws_config::SdkConfig, region: &str) -> Result<hyper::Uri, String> {
-    let configured = if conf.get_origin("endpoint_url").is_client_config() {
-        conf.endpoint_url().map(str::to_string)
-    } else {
-        conf.service_config()
-            .and_then(|sc| {
-                let key = ServiceConfigKey::builder()
-                    .service_id("ECS")
-                    .env("AWS_ENDPOINT_URL")
-                    .profile("endpoint_url")
-                    .build()
-                    .ok()?;
-                sc.load_config(key)
-            })
-            .or_else(|| conf.endpoint_url().map(str::to_string))
-    };
-    let mut params = Params::builder()
-        .region(region)
-        .use_fips(conf.use_fips().unwrap_or(false))
-        .use_dual_stack(conf.use_dual_stack().unwrap_or(false));
-    if let Some(url) = configured {
-        params = params.endpoint(url);
-    }
-    let params = params.build().map_err(|e| format!("endpoint parameters: {e}"))?;
-    let endpoint = aws_sdk_ecs::config::endpoint::DefaultResolver::new()
-        .resolve_endpoint(&params)
-        .now_or_never()
-        .ok_or("the endpoint resolver did not answer at once")?
-        .map_err(|e| format!("endpoint: {e}"))?;
-    let url = endpoint.url();
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("endpoint {url:?}: {e}"))?;
-    let mut parts = uri.into_parts();
-    if parts.path_and_query.as_ref().is_none_or(|p| p.path().is_empty()) {
-        parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
-    }
-    hyper::Uri::from_parts(parts).map_err(|e| format!("endpoint {url:?}: {e}"))
+/// ECS's request id (`x-amzn-RequestId`) of an answer.
+fn request_id(headers: &http::HeaderMap) -> Option<String> {
+    headers.get("x-amzn-requestid").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// The signed `POST` of `body`, as the SDK would send it.
 fn signed_request(
-    uri: &hyper::Uri,
+    uri: &http::Uri,
     region: &str,
     credentials: &Credentials,
     body: Vec<u8>,
     now: SystemTime,
-) -> Result<hyper::Request<Full<Bytes>>, String> {
+) -> Result<http::Request<SdkBody>, String> {
     let uri_text = uri.to_string();
     let headers = [("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)];
     let signable = SignableRequest::new("POST", uri_text.as_str(), headers.into_iter(), SignableBody::Bytes(&body))
@@ -279,11 +304,13 @@ fn signed_request(
         .map_err(|e| e.to_string())?
         .into();
     let (instructions, _signature) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
-    let mut request = hyper::Request::post(uri.clone())
+    let length = body.len();
+    let mut request = http::Request::post(uri.clone())
         .header("content-type", CONTENT_TYPE)
+        .header("content-length", length)
         .header("x-amz-target", TARGET)
         .header("user-agent", concat!("mwaa-stop/", env!("CARGO_PKG_VERSION")))
-        .body(Full::new(Bytes::from(body)))
+        .body(SdkBody::from(body))
         .map_err(|e| e.to_string())?;
     instructions.apply_to_request_http1x(&mut request);
     Ok(request)
@@ -291,11 +318,12 @@ fn signed_request(
 
 /// ECS's answer, as the SDK path classifies it (`super::ecs`,
 /// `super::upstream::from_sdk`).
-fn classify(status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) -> Attempt {
+fn classify(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Attempt {
+    let request_id = request_id(headers);
     if status.is_success() {
         return match serde_json::from_slice::<StopTaskResponse>(body) {
             Ok(out) => Attempt::Final(Ok(TaskStop::Accepted { last_status: out.task.and_then(|t| t.last_status) })),
-            Err(e) => Attempt::Transient(format!("unreadable StopTask answer: {e}")),
+            Err(e) => Fallback::sent(format!("unreadable StopTask answer: {e}"), false, request_id),
         };
     }
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
@@ -309,9 +337,9 @@ fn classify(status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) 
     let code_is = |set: &[&str]| code.as_deref().is_some_and(|c| set.contains(&c));
     let error = |kind| {
         let detail = format!("{}: {message} (HTTP {})", code.as_deref().unwrap_or("unknown error"), status.as_u16());
-        Attempt::Final(Err(UpstreamError::new("ecs", "StopTask", kind, detail)))
+        Attempt::Final(Err(UpstreamError::new("ecs", "StopTask", kind, with_request_id(detail, request_id.as_deref()))))
     };
-    if code_is(THROTTLING_CODES) || status == hyper::StatusCode::TOO_MANY_REQUESTS {
+    if code_is(THROTTLING_CODES) || status == http::StatusCode::TOO_MANY_REQUESTS {
         error(UpstreamKind::Throttled)
     } else if code.as_deref() == Some("ClusterNotFoundException")
         || (code.as_deref() == Some("InvalidParameterException") && super::ecs::is_not_found_message(Some(&message)))
@@ -324,7 +352,8 @@ fn classify(status: hyper::StatusCode, headers: &hyper::HeaderMap, body: &[u8]) 
         // a signature refused for clock skew (the SDK corrects its clock
         // from the answer), expired credentials (it fetches new ones), an
         // access denial (it reports the same, with its metadata).
-        Attempt::Transient(format!("HTTP {}: {} {message}", status.as_u16(), code.as_deref().unwrap_or("")))
+        let why = format!("HTTP {}: {} {message}", status.as_u16(), code.as_deref().unwrap_or(""));
+        Fallback::sent(why, false, request_id)
     }
 }
 
@@ -339,11 +368,11 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Attempt {
-        let mut map = hyper::HeaderMap::new();
+        let mut map = http::HeaderMap::new();
         for (k, v) in headers {
-            map.insert(hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            map.insert(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
-        classify(hyper::StatusCode::from_u16(status).unwrap(), &map, body.as_bytes())
+        classify(http::StatusCode::from_u16(status).unwrap(), &map, body.as_bytes())
     }
 
     fn kind(a: Attempt) -> UpstreamKind {
@@ -394,18 +423,31 @@ mod tests {
         let invalid = r#"{"__type":"InvalidParameterException","message":"reason too long"}"#;
         assert_eq!(kind(answer(400, &[], invalid)), UpstreamKind::Rejected);
         let denied = r#"{"__type":"AccessDeniedException","Message":"no"}"#;
-        assert!(matches!(answer(400, &[], denied), Attempt::Transient(_)));
+        assert!(matches!(answer(400, &[], denied), Attempt::Fallback(_)));
         let skewed = r#"{"__type":"InvalidSignatureException","message":"Signature expired"}"#;
-        assert!(matches!(answer(403, &[], skewed), Attempt::Transient(_)));
-        assert!(matches!(answer(500, &[], r#"{"__type":"ServerException"}"#), Attempt::Transient(_)));
-        assert!(matches!(answer(503, &[], "<html>"), Attempt::Transient(_)));
-        assert!(matches!(answer(200, &[], "not json"), Attempt::Transient(_)));
+        assert!(matches!(answer(403, &[], skewed), Attempt::Fallback(_)));
+        assert!(matches!(answer(500, &[], r#"{"__type":"ServerException"}"#), Attempt::Fallback(_)));
+        assert!(matches!(answer(503, &[], "<html>"), Attempt::Fallback(_)));
+        assert!(matches!(answer(200, &[], "not json"), Attempt::Fallback(_)));
+    }
+
+    #[test]
+    fn a_fallback_keeps_ecs_request_id_and_says_why() {
+        let headers = [("x-amzn-RequestId", "0d6e-req")];
+        let Attempt::Fallback(f) = answer(500, &headers, r#"{"__type":"ServerException"}"#) else { panic!() };
+        assert_eq!((f.sent, f.reason(), f.request_id.as_deref()), (true, "http", Some("0d6e-req")));
+        let err = f.into_error();
+        assert_eq!(err.kind, UpstreamKind::Fault);
+        assert!(err.to_string().contains("request id 0d6e-req"), "{err}");
+        let throttled = answer(400, &headers, r#"{"__type":"ThrottlingException"}"#);
+        let Attempt::Final(Err(e)) = throttled else { panic!() };
+        assert!(e.to_string().contains("request id 0d6e-req"), "{e}");
     }
 
     #[test]
     fn the_signed_request_carries_what_ecs_checks() {
         let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), None, "test");
-        let uri: hyper::Uri = "https://ecs.eu-west-1.amazonaws.com/".parse().unwrap();
+        let uri: http::Uri = "https://ecs.eu-west-1.amazonaws.com/".parse().unwrap();
         let req = signed_request(&uri, "eu-west-1", &creds, b"{}".to_vec(), SystemTime::UNIX_EPOCH).unwrap();
         let h = req.headers();
         assert_eq!(h["x-amz-target"], TARGET);
@@ -420,41 +462,6 @@ mod tests {
         assert!(
             auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"),
             "{auth}"
-        );
-    }
-
-    #[test]
-    fn a_configured_proxy_leaves_every_call_to_the_sdk() {
-        let env = |set: &'static [(&'static str, &'static str)]| {
-            move |name: &str| set.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
-        };
-        assert_eq!(proxy_variable(env(&[])), None);
-        assert_eq!(proxy_variable(env(&[("HTTPS_PROXY", " ")])), None);
-        assert_eq!(proxy_variable(env(&[("https_proxy", "http://proxy:3128")])), Some("https_proxy"));
-        assert_eq!(proxy_variable(env(&[("ALL_PROXY", "socks5://p:1080")])), Some("ALL_PROXY"));
-    }
-
-    #[test]
-    fn the_endpoint_is_the_one_the_sdk_would_use() {
-        let conf = aws_config::SdkConfig::builder()
-            .region(aws_config::Region::new("eu-west-1"))
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
-        assert_eq!(resolve_endpoint(&conf, "eu-west-1").unwrap().to_string(), "https://ecs.eu-west-1.amazonaws.com/");
-        let local = aws_config::SdkConfig::builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:5000")
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
-        assert_eq!(resolve_endpoint(&local, "us-east-1").unwrap().to_string(), "http://127.0.0.1:5000/");
-        let fips = aws_config::SdkConfig::builder()
-            .region(aws_config::Region::new("us-east-1"))
-            .use_fips(true)
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
-        assert_eq!(
-            resolve_endpoint(&fips, "us-east-1").unwrap().to_string(),
-            "https://ecs-fips.us-east-1.amazonaws.com/"
         );
     }
 }

@@ -7,6 +7,7 @@ mod dynamo;
 mod ecs;
 mod ecs_direct;
 mod eventbridge;
+mod http;
 mod item;
 mod ssm;
 mod upstream;
@@ -19,7 +20,7 @@ use aws_config::BehaviorVersion;
 
 pub use aws_config::SdkConfig;
 pub use dynamo::DynamoRunStore;
-pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers};
+pub use ecs::{no_sdk_retry_of_throttles, EcsWorkers, DIRECT_FALLBACK_METRIC};
 pub use eventbridge::EventBridgePublisher;
 pub use ssm::SsmPolicySource;
 
@@ -30,11 +31,23 @@ pub struct SdkSettings {
     pub connect_timeout: Duration,
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
+    /// Live connections to one host at most (`None`: no bound); calls beyond
+    /// it wait for a connection (`http.rs`).
+    pub max_connections_per_host: Option<usize>,
 }
 
 impl SdkSettings {
-    /// These settings on an SDK configuration loader.
+    /// These settings on an SDK configuration loader, with one HTTP client
+    /// for every client built from it (`http.rs`: one pool and trust store,
+    /// which the direct `StopTask` shares).
     pub fn apply(&self, loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+        let loader = match http::shared_client(self.max_connections_per_host) {
+            Ok(client) => loader.http_client(client),
+            Err(why) => {
+                tracing::warn!(%why, "each SDK client builds its own HTTP client; StopTask goes through the SDK only");
+                loader
+            }
+        };
         loader.retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts)).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(self.connect_timeout)

@@ -22,7 +22,9 @@ async fn main() -> Result<(), Error> {
     let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
     // One wave up to ECS's burst, never a wait: what has no token is the
     // finalizer's. The bucket is process-wide, shared by every invocation.
-    let workers = Paced::new(EcsWorkers::from_conf(&sdk), config.ecs_rates.for_api());
+    let ecs = EcsWorkers::from_conf_with(&sdk, config.ecs_direct_stop_task);
+    ecs.open_connections(config.ecs_connections_at_init);
+    let workers = Paced::new(ecs, config.ecs_rates.for_api());
     // The policy set: the shipped default, or a configured one read now and
     // refreshed in the background; one that cannot be used denies everything.
     let authz = match &config.policies {

@@ -21,7 +21,8 @@ async fn main() -> Result<(), Error> {
     let store = DynamoRunStore::from_conf(&sdk, &config.runs_table);
     // ECS's refill rate, starting empty (the API's wave has just spent the
     // burst), shared by every run of every invocation of this process.
-    let fleet = Paced::new(EcsWorkers::from_conf(&sdk), config.ecs_rates.for_finalizer());
+    let fleet =
+        Paced::new(EcsWorkers::from_conf_with(&sdk, config.ecs_direct_stop_task), config.ecs_rates.for_finalizer());
     let finalizer = Arc::new(Finalizer::new(store, fleet, config.limits));
     let margin = config.deadline_margin;
     run_concurrent(service_fn(move |event: LambdaEvent<Event>| {

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     let f = &config.finalizer;
     let sdk = sdk_config(&f.sdk).await;
     let store = DynamoRunStore::from_conf(&sdk, &f.runs_table).with_stopping_index(&config.stopping_index);
-    let fleet = Paced::new(EcsWorkers::from_conf(&sdk), f.ecs_rates.for_finalizer());
+    let fleet = Paced::new(EcsWorkers::from_conf_with(&sdk, f.ecs_direct_stop_task), f.ecs_rates.for_finalizer());
     let finalizer = Arc::new(Finalizer::new(store, fleet, f.limits));
     let (margin, after) = (f.deadline_margin, config.reconcile_after);
     run_concurrent(service_fn(move |event: LambdaEvent<Value>| {

@@ -30,6 +30,20 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Wait (without blocking the test's runtime) until the process exits.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < within, "still running after {within:?}:\n{}", self.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -66,6 +66,38 @@ def test_missing_unknown_or_repeated_blocks_are_refused(mutation):
         perfdoc.render(doc, json.loads(perfdoc.LATEST.read_text()), None)
 
 
+def test_the_deployed_tables_read_only_the_deployed_https_rows():
+    """Section 7's tables (lambda-cpu, memory-size, targets) read the HTTPS
+    rows of the product as deployed (direct StopTask, no connection bound,
+    nothing opened at init, the `http/1.1`-only responder); the variants a
+    run adds beside them (the `h2` responder, the SDK path, bounds) change
+    nothing there, and section 8 shows its wires in a column of their own."""
+    latest = json.loads(perfdoc.LATEST.read_text())
+    doc = perfdoc.DOC.read_text()
+    before = perfdoc.render(doc, latest, None)
+    varied = copy.deepcopy(latest)
+    for key in ("stop_latency_lambda_cpu", "cold_start_lambda_cpu"):
+        rows = [r for r in varied[key] if r["tls"]]
+        for r in rows:
+            r["wire"] = "http1"
+        for change in ({"wire": "h2"}, {"path": "sdk"}, {"max_connections_per_host": 16}, {"connections_at_init": 100}):
+            for r in rows:
+                variant = dict(r, **change)
+                for field in ("p50_ms", "p50_ratio", "first_invoke_ms", "gb_s_per_stop_p50", "cpu_ms_per_stop"):
+                    if field in variant:
+                        variant[field] *= 3
+                varied[key].append(variant)
+    assert perfdoc.block_lambda_cpu(varied, None) == perfdoc.block_lambda_cpu(latest, None)
+    assert perfdoc.block_memory_size(varied, None) == perfdoc.block_memory_size(latest, None)
+    assert perfdoc.block_targets(varied, None) == perfdoc.block_targets(latest, None)
+    assert "| wire |" not in perfdoc.block_throttled(latest, None)
+    wired = copy.deepcopy(latest)
+    wired["throttled"] = [dict(r, wire=w) for w in ("http", "h2", "http1") for r in latest["throttled"]]
+    table = perfdoc.block_throttled(wired, None)
+    assert table.startswith("| wire |") and "| HTTPS h2 |" in table and "| HTTPS http/1.1 |" in table
+    assert perfdoc.render(doc, latest, None) == before
+
+
 # Measured figures that once sat in these files and went stale: a duration in
 # ms or µs with a fraction or a ~, MiB sizes, GB-s costs, "N x the floor".
 STALE = re.compile(

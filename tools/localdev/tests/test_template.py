@@ -98,7 +98,8 @@ STOPPING_INDEX_ARN = {"Fn::Sub": "${RunsTable.Arn}/index/" + STOPPING_INDEX}
 METRICS_NAMESPACE = "MwaaServerlessStop"
 METRICS = ("StopsAccepted", "StopsNoOp", "StopsRefused", "WorkersStopped", "OrphansStopped", "StopToStoppedSeconds",
            "FinalizerPendingRetries", "ReconcilerFinds", "OldestStoppingAgeSeconds", "ReconcilerUnreadableEntries",
-           "StoppedWithUnconfirmedWorkers", "LateWorkersFound", "RunEventsPublished", "RunEventsFailed", "RunEventsSkipped")
+           "StoppedWithUnconfirmedWorkers", "LateWorkersFound", "RunEventsPublished", "RunEventsFailed", "RunEventsSkipped",
+           "DirectStopTaskFallbacks")
 # Metrics emitted only when something that should never happen does; each has
 # an alarm (Sum > 0 over at most the period here, missing data not breaching).
 EVENT_ALARMS = {"ReconcilerUnreadableEntries": 300, "StoppedWithUnconfirmedWorkers": 60, "LateWorkersFound": 60}

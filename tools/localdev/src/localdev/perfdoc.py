@@ -45,6 +45,8 @@ TARGET_DEPLOYED = 1.5  # p50 / floor at the deployed MemorySize, over HTTPS
 TARGET_FULL_VCPU = 1.15  # p50 / floor at a full vCPU, in process
 # Lambda: one vCPU at 1,769 MB.
 FULL_VCPU_MB = 1769
+# bench/responder.rs's wires.
+WIRE_LABELS = {"http": "HTTP", "h2": "HTTPS h2", "http1": "HTTPS http/1.1"}
 
 
 class PerfDocError(Exception):
@@ -120,14 +122,32 @@ def block_via_runtime(d: dict, _lc: Optional[dict]) -> str:
     return _table(_LATENCY_HEADER, _LATENCY_ALIGN, _latency_rows(d["stop_latency_via_runtime"]))
 
 
+def _https(rows: list[dict]) -> list[dict]:
+    """Section 7's HTTPS rows of the product as deployed: the direct
+    StopTask path, no connection bound, nothing opened at init, against the
+    responder offering `http/1.1` only (whether ECS offers `h2` cannot be
+    checked; bench/results/latest.md has the `h2` rows and the variants
+    beside them). Rows of runs before those settings have no such keys and
+    were all of this kind."""
+    return [
+        r
+        for r in rows
+        if r["tls"]
+        and r.get("wire", "http1") == "http1"
+        and r.get("path", "direct") == "direct"
+        and not r.get("max_connections_per_host")
+        and not r.get("connections_at_init")
+    ]
+
+
 def _memory_columns(rows: list[dict]) -> list[int]:
     """The memory sizes measured over HTTPS, largest first."""
     return sorted({r["memory_mb"] for r in rows if r["tls"]}, reverse=True)
 
 
 def _lambda_cpu_table(section: dict) -> str:
-    warm = [r for r in section["stop_latency_lambda_cpu"] if r["tls"]]
-    cold = [r for r in section.get("cold_start_lambda_cpu", []) if r["tls"]]
+    warm = _https(section["stop_latency_lambda_cpu"])
+    cold = _https(section.get("cold_start_lambda_cpu", []))
     mems = _memory_columns(warm)
     if not mems:
         raise PerfDocError("no HTTPS rows in stop_latency_lambda_cpu")
@@ -180,7 +200,7 @@ def block_memory_size(d: dict, _lc: Optional[dict]) -> str:
     """The MemorySize arithmetic: per size (HTTPS, warm p50), the largest
     stop's p50 / floor and GB-s, the 1-worker stop's GB-s, and which size is
     the smallest within the deployed target and the cheapest per large stop."""
-    warm = [r for r in d["stop_latency_lambda_cpu"] if r["tls"]]
+    warm = _https(d["stop_latency_lambda_cpu"])
     mems = sorted(_memory_columns(warm))
     by = {(r["memory_mb"], r["workers"]): r for r in warm}
     top = max(r["workers"] for r in warm)
@@ -217,7 +237,7 @@ def block_memory_size(d: dict, _lc: Optional[dict]) -> str:
 def block_targets(d: dict, _lc: Optional[dict]) -> str:
     deployed = _deployed_memory()
     lines = []
-    warm = [r for r in d["stop_latency_lambda_cpu"] if r["tls"] and r["memory_mb"] == deployed and r["workers"] > 0]
+    warm = [r for r in _https(d["stop_latency_lambda_cpu"]) if r["memory_mb"] == deployed and r["workers"] > 0]
     for r in sorted(warm, key=lambda r: r["workers"]):
         verdict = "met" if r["p50_ratio"] <= TARGET_DEPLOYED else "missed"
         lines.append(
@@ -236,6 +256,9 @@ def block_targets(d: dict, _lc: Optional[dict]) -> str:
 
 
 def block_throttled(d: dict, _lc: Optional[dict]) -> str:
+    """Section 8; with a `wire` column when the run measured several wires
+    (plain HTTP, HTTPS with `h2`, HTTPS with `http/1.1` only)."""
+    wires = any("wire" in r for r in d["throttled"])
     header = [
         "workers",
         "runs",
@@ -254,11 +277,14 @@ def block_throttled(d: dict, _lc: Optional[dict]) -> str:
         "lag p50 ms",
         "lag p99 ms",
     ]
+    if wires:
+        header.insert(0, "wire")
     rows = []
     for r in d["throttled"]:
         workers_total = r["workers"] * r["runs"]
         rows.append(
-            [
+            ([WIRE_LABELS.get(r.get("wire", "http"), r.get("wire", "http"))] if wires else [])
+            + [
                 str(r["workers"]),
                 str(r["runs"]),
                 str(r["api_processes"]),
@@ -277,7 +303,7 @@ def block_throttled(d: dict, _lc: Optional[dict]) -> str:
                 f"{r['lag_p99_ms']:.0f}",
             ]
         )
-    return _table(header, ["---:"] * len(header), rows)
+    return _table(header, (["---"] if wires else []) + ["---:"] * (len(header) - wires), rows)
 
 
 def block_rest(d: dict, _lc: Optional[dict]) -> str:
